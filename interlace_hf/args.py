@@ -1,0 +1,83 @@
+"""Arguments of every stage: one dataclass each, whose fields are the CLI flags, the YAML recipe keys and the
+Python keyword arguments (`output_dir` <-> `--output-dir` <-> `output_dir:`). Pure: no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@dataclass
+class TinyArgs:
+    """`interlace-hf tiny`: write the embedded default, a tiny randomly initialised Qwen3-VL with its processor."""
+
+    output_dir: str = field(metadata={"positional": True, "help": "directory to write the tiny model to"})
+    num_layers: int = field(default=12, metadata={"help": "number of text decoder layers (>= 4)"})
+    seed: int = field(default=0, metadata={"help": "random seed; the same seed gives the same files"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty OUTPUT_DIR"})
+
+
+@dataclass
+class PruneArgs:
+    """`interlace-hf prune`: drop decoder layers of a Qwen3-VL and write the pruned checkpoint."""
+
+    model: str = field(metadata={"positional": True, "help": "base model: a local directory or a Hub id"})
+    output_dir: str = field(default="", metadata={"help": "where to write the pruned checkpoint (required)"})
+    drop_layers: str | None = field(default=None, metadata={"help": "original layer indices to drop, e.g. 3,7"})
+    plan: str | None = field(default=None, metadata={"help": "a plan.json (from `interlace-hf plan`)"})
+    format: str = field(
+        default="auto",
+        metadata={"choices": ["auto", "interlace", "standard"], "help": "checkpoint format (see README)"},
+    )
+    force: bool = field(default=False, metadata={"help": "write --format standard even where it is not exact"})
+    revision: str | None = field(default=None, metadata={"help": "revision of the base model on the Hub"})
+    dtype: str = field(default="auto", metadata={"help": "dtype to load and save in (auto keeps the checkpoint's)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty --output-dir"})
+
+    def validate(self) -> None:
+        if not self.output_dir:
+            raise ValueError("`--output-dir` is required: the directory the pruned checkpoint is written to.")
+        if (self.drop_layers is None) == (self.plan is None):
+            raise ValueError("pass exactly one of `--drop-layers 3,7` or `--plan plan.json` to say what to drop.")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"`--dtype` must be auto, float32, bfloat16 or float16, got {self.dtype!r}.")
+
+
+def _base_type(annotation: Any) -> type:
+    """`str | None` -> str, `int` -> int."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag per dataclass field (`positional` fields become positional arguments)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        kind = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {"help": meta.get("help")}
+        if "choices" in meta:
+            kwargs["choices"] = meta["choices"]
+        if meta.get("positional"):
+            parser.add_argument(f.name, type=kind, metavar=f.name.upper(), **kwargs)
+            continue
+        if kind is bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action="store_true", **kwargs)
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if default not in (None, ""):
+            kwargs["help"] = f"{kwargs['help']} (default: {default})"
+        parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=default, **kwargs)
+
+
+def from_namespace(cls: type, namespace: argparse.Namespace):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(namespace).items() if k in names})

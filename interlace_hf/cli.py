@@ -1,0 +1,106 @@
+"""The `interlace-hf` command line. Thin: parses flags (from the dataclasses in `args.py`) and calls the stages.
+
+Nothing heavy is imported at module level, so `interlace-hf --help` answers without importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from .args import PruneArgs, TinyArgs, add_dataclass_arguments, from_namespace
+from .version import __version__
+
+
+def _cmd_tiny(ns: argparse.Namespace) -> int:
+    args = from_namespace(TinyArgs, ns)
+    from .tiny import build_tiny_model
+
+    start = time.perf_counter()
+    path = build_tiny_model(args.output_dir, num_layers=args.num_layers, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote a tiny Qwen3-VL ({args.num_layers} text layers, seed {args.seed}) to {path} "
+          f"in {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def _cmd_prune(ns: argparse.Namespace) -> int:
+    args = from_namespace(PruneArgs, ns)
+    args.validate()
+    from .export import read_model_config
+    from .plan import Plan, parse_layer_list
+
+    # Everything that can be checked without weights is checked first.
+    config = read_model_config(args.model, args.revision)
+    text_config = config["text_config"]
+    original = (config.get("interlace") or {}).get("original_num_hidden_layers") or text_config.get(
+        "original_num_hidden_layers"
+    ) or text_config["num_hidden_layers"]
+    if args.plan is not None:
+        plan = Plan.load(args.plan)
+    else:
+        plan = Plan.from_dropped(original, parse_layer_list(args.drop_layers, "--drop-layers"))
+    if plan.num_layers != original:
+        raise ValueError(
+            f"the plan is for a {plan.num_layers}-layer model but {args.model!r} has {original} decoder layers; "
+            f"make the plan with num_layers={original}."
+        )
+    from .export import check_output_dir, choose_format, load_model, resolve_checkpoint, save_pruned
+
+    num_features = len(config.get("vision_config", {}).get("deepstack_visual_indexes", []) or [])
+    chosen = choose_format(args.format, list(plan.kept_layers), num_features, force=args.force)
+    check_output_dir(args.output_dir, args.overwrite)
+    from .surgery import prune_model
+
+    print(f"plan: {plan.describe()}")
+    start = time.perf_counter()
+    model = load_model(args.model, revision=args.revision, dtype=args.dtype)
+    params_before = sum(p.numel() for p in model.parameters())
+    prune_model(model, plan, base_model=args.model)
+    params_after = sum(p.numel() for p in model.parameters())
+    source = resolve_checkpoint(args.model, args.revision, files_only=True)
+    save_pruned(model, plan, args.output_dir, format=chosen, force=args.force, processor_source=source,
+                overwrite=args.overwrite)
+    print(
+        f"wrote {chosen} checkpoint to {args.output_dir}: {plan.num_layers} -> {plan.num_kept} decoder layers, "
+        f"{params_before / 1e6:.2f}M -> {params_after / 1e6:.2f}M parameters ({time.perf_counter() - start:.1f}s)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="interlace-hf",
+        description="INTERLACE layer pruning and efficient adaptation for Qwen3-VL (CVPR 2026).",
+    )
+    parser.add_argument("--version", action="version", version=f"interlace-hf {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    tiny = sub.add_parser("tiny", help=TinyArgs.__doc__.split(":", 1)[1].strip(), description=TinyArgs.__doc__)
+    add_dataclass_arguments(tiny, TinyArgs)
+    tiny.set_defaults(func=_cmd_tiny)
+
+    prune = sub.add_parser("prune", help=PruneArgs.__doc__.split(":", 1)[1].strip(), description=PruneArgs.__doc__)
+    add_dataclass_arguments(prune, PruneArgs)
+    prune.set_defaults(func=_cmd_prune)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(ns, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return ns.func(ns)
+    except ValueError as err:
+        print(f"interlace-hf {ns.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

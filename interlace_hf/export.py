@@ -1,0 +1,227 @@
+"""Load a base Qwen3-VL and write pruned checkpoints in the `interlace` or `standard` format, atomically.
+
+- `interlace`: `InterlaceQwen3VLForConditionalGeneration` + its code (`auto_map`), exact in every case; loads with
+  interlace-hf installed, or with `trust_remote_code=True` without it.
+- `standard`: a stock `qwen3_vl` checkpoint, layers renumbered, provenance in an extra `interlace` block of
+  `config.json`; loads everywhere with no remote code (vLLM, evaluation harnesses), but is exact only when no layer
+  that receives deepstack features (original layers 0..2) was dropped.
+- `auto`: `standard` when it is exact, otherwise `interlace`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .plan import PLAN_FILE, Plan
+from .surgery import SUPPORTED_MODEL_TYPES, check_supported, current_kept_layers, num_deepstack_features
+from .surgery import standard_format_is_exact
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("auto", "interlace", "standard")
+
+# Files of the base checkpoint that travel with the pruned one (processor, tokenizer, chat template, generation).
+PROCESSOR_FILE_PATTERNS = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "generation_config.json",
+    "LICENSE",
+)
+
+
+def resolve_checkpoint(model: str, revision: str | None = None, *, files_only: bool = False) -> Path:
+    """A local directory for `model` (a directory, or a Hub id downloaded through the usual cache).
+
+    With `files_only`, only the processor / tokenizer / generation files are fetched.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{str(path)!r} is a directory without a config.json; pass a model directory or Hub id.")
+        return path
+    if path.exists():
+        raise ValueError(f"{str(path)!r} is a file; pass a model directory or a Hub id like Qwen/Qwen3-VL-8B-Instruct.")
+    if model.count("/") > 1 or model.startswith((".", "/", "~")):
+        raise ValueError(f"model directory {model!r} does not exist (and it is not a Hub id of the form org/name).")
+    from huggingface_hub import snapshot_download
+
+    patterns = list(PROCESSOR_FILE_PATTERNS) + ["config.json"] if files_only else None
+    return Path(snapshot_download(model, revision=revision, allow_patterns=patterns))
+
+
+def read_model_config(model: str, revision: str | None = None) -> dict:
+    """The raw config.json of a local directory or Hub id (cheap: no weights)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise ValueError(f"{str(path)!r} has no config.json; pass a Qwen3-VL model directory or Hub id.")
+    else:
+        config_file = resolve_checkpoint(model, revision, files_only=True) / "config.json"
+    config = json.loads(config_file.read_text())
+    if config.get("model_type") not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"interlace-hf prunes Qwen3-VL models (model_type {' or '.join(SUPPORTED_MODEL_TYPES)}, e.g. "
+            f"Qwen/Qwen3-VL-8B-Instruct); {model!r} has model_type {config.get('model_type')!r}."
+        )
+    return config
+
+
+def load_model(model: str, revision: str | None = None, dtype: str = "auto", device_map: str | None = None):
+    """Load a dense or pruned Qwen3-VL for surgery, with a clear error for anything else."""
+    from . import register
+
+    register()
+    read_model_config(model, revision)  # fails fast, before any weight is read
+    from transformers import AutoModelForImageTextToText
+
+    loaded = AutoModelForImageTextToText.from_pretrained(
+        model, revision=revision, dtype=dtype, device_map=device_map
+    )
+    check_supported(loaded.config)
+    return loaded
+
+
+def choose_format(requested: str, kept_layers, num_features: int, force: bool = False) -> str:
+    """Resolve `auto` and refuse an inexact `standard` export unless forced."""
+    if requested not in FORMATS:
+        raise ValueError(f"`--format` must be one of {list(FORMATS)}, got {requested!r}.")
+    exact = standard_format_is_exact(kept_layers, num_features)
+    if requested == "auto":
+        return "standard" if exact else "interlace"
+    if requested == "standard" and not exact and not force:
+        dropped = [i for i in range(num_features) if i not in kept_layers]
+        raise ValueError(
+            f"`--format standard` would not be exact: the plan drops layer(s) {dropped}, after which the dense model "
+            f"adds deepstack visual features, and a stock qwen3_vl checkpoint would add them after the wrong layer. "
+            "Use `--format interlace` (or `auto`), or pass `--force` to write the approximate standard checkpoint."
+        )
+    return requested
+
+
+def standard_config_dict(config: dict) -> dict:
+    """The stock `qwen3_vl` config.json of an Interlace config.json (pure: dict in, dict out)."""
+    config = json.loads(json.dumps(config))
+    block = config.get("interlace") or {}
+    config["model_type"] = "qwen3_vl"
+    config["architectures"] = ["Qwen3VLForConditionalGeneration"]
+    config.pop("auto_map", None)
+    text = config["text_config"]
+    text["model_type"] = "qwen3_vl_text"
+    text.pop("kept_layers", None)
+    text.pop("original_num_hidden_layers", None)
+    config["interlace"] = {**block, "format": "standard"}
+    return config
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an output path that is a file, or a non-empty directory unless `overwrite`."""
+    output_dir = Path(output_dir).expanduser().resolve()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output-dir {str(output_dir)!r} is a file; pass a directory path.")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise ValueError(
+            f"--output-dir {str(output_dir)!r} already exists and is not empty; choose a new directory or pass "
+            "--overwrite to replace it."
+        )
+    return output_dir
+
+
+@contextmanager
+def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False):
+    """Yield a temporary sibling directory that becomes `output_dir` only when the block finishes.
+
+    A crash removes the temporary directory (named `.<name>.tmp-*`) and never leaves a half-written `output_dir`.
+    """
+    output_dir = check_output_dir(output_dir, overwrite)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if output_dir.exists():
+        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+        os.replace(output_dir, old)
+    os.replace(tmp, output_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def copy_processor_files(source: Path, destination: Path) -> list[str]:
+    """Copy the base checkpoint's processor / tokenizer / chat template / generation files."""
+    copied = []
+    for name in PROCESSOR_FILE_PATTERNS:
+        src = source / name
+        if src.is_file():
+            shutil.copy2(src, destination / name)
+            copied.append(name)
+    return copied
+
+
+def save_pruned(
+    model,
+    plan: Plan,
+    output_dir: str | os.PathLike,
+    *,
+    format: str = "auto",
+    force: bool = False,
+    processor_source: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    max_shard_size: str | int = "5GB",
+) -> Path:
+    """Write a pruned model, its plan and the base's processor files to `output_dir`, atomically.
+
+    Args:
+        model: a model returned by `prune_model`.
+        plan: the plan that was applied (written as `plan.json`).
+        output_dir: where the checkpoint goes; must not exist or be empty unless `overwrite`.
+        format: `auto`, `interlace` or `standard` (see the module docstring).
+        force: write `standard` even where it is not exact.
+        processor_source: a local checkpoint directory whose processor / tokenizer files are copied.
+        overwrite: replace an existing non-empty `output_dir`.
+
+    Returns:
+        the output directory.
+    """
+    from .modeling import register_auto_classes
+
+    register_auto_classes()  # marks the classes for auto_map + code export
+    kept = current_kept_layers(model.config)
+    if list(plan.kept_layers) != kept:
+        raise ValueError(
+            f"the model holds original layers {kept} but the plan keeps {list(plan.kept_layers)}; "
+            "save the plan that was applied with prune_model."
+        )
+    chosen = choose_format(format, kept, num_deepstack_features(model.config), force=force)
+    with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
+        model.config.interlace = {**(model.config.interlace or {}), "format": chosen}
+        model.save_pretrained(tmp, max_shard_size=max_shard_size)
+        if chosen == "standard":
+            config_file = tmp / "config.json"
+            config_file.write_text(json.dumps(standard_config_dict(json.loads(config_file.read_text())), indent=2))
+            for code_file in tmp.glob("*.py"):
+                code_file.unlink()
+        if processor_source is not None:
+            copy_processor_files(Path(processor_source), tmp)
+        plan.save(tmp / PLAN_FILE)
+    logger.info("wrote %s checkpoint to %s", chosen, output_dir)
+    return Path(output_dir)
