@@ -51,6 +51,17 @@ class PruneArgs:
             raise ValueError(f"`--dtype` must be auto, float32, bfloat16 or float16, got {self.dtype!r}.")
 
 
+@dataclass
+class VerifyArgs:
+    """`interlace-hf verify`: check a pruned checkpoint computes what its base computes with the layers skipped."""
+
+    base: str = field(metadata={"positional": True, "help": "the dense base model (directory or Hub id)"})
+    pruned: str = field(metadata={"positional": True, "help": "the pruned checkpoint directory"})
+    image_size: int = field(default=224, metadata={"help": "side of the drawn test image in pixels"})
+    new_tokens: int = field(default=8, metadata={"help": "greedy tokens to compare"})
+    dtype: str = field(default="float32", metadata={"help": "dtype to compare in"})
+
+
 def _base_type(annotation: Any) -> type:
     """`str | None` -> str, `int` -> int."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from .args import PruneArgs, TinyArgs, add_dataclass_arguments, from_namespace
+from .args import PruneArgs, TinyArgs, VerifyArgs, add_dataclass_arguments, from_namespace
 from .version import __version__
 
 
@@ -46,7 +46,8 @@ def _cmd_prune(ns: argparse.Namespace) -> int:
             f"the plan is for a {plan.num_layers}-layer model but {args.model!r} has {original} decoder layers; "
             f"make the plan with num_layers={original}."
         )
-    from .export import check_output_dir, choose_format, load_model, resolve_checkpoint, save_pruned
+    from .export import choose_format, load_model, resolve_checkpoint, save_pruned
+    from .fileio import check_output_dir
 
     num_features = len(config.get("vision_config", {}).get("deepstack_visual_indexes", []) or [])
     chosen = choose_format(args.format, list(plan.kept_layers), num_features, force=args.force)
@@ -69,6 +70,22 @@ def _cmd_prune(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(ns: argparse.Namespace) -> int:
+    args = from_namespace(VerifyArgs, ns)
+    from .verify import verify_pruned
+
+    result = verify_pruned(args.base, args.pruned, image_size=args.image_size, new_tokens=args.new_tokens,
+                           dtype=args.dtype)
+    print(f"format:              {result.format}")
+    print(f"decoder layers:      {result.base_layers} -> {result.pruned_layers}")
+    print(f"parameters:          {result.base_parameters / 1e6:.2f}M -> {result.pruned_parameters / 1e6:.2f}M")
+    print(f"max |logit diff|:    {result.max_abs_logit_diff:.3g} (vs. the base with the dropped layers bypassed)")
+    print(f"same greedy tokens:  {result.same_greedy_tokens}")
+    print(f"pruned model says:   {result.pruned_answer!r}")
+    print("EXACT" if result.exact else "MISMATCH: the pruned model does not compute the base with layers skipped")
+    return 0 if result.exact else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="interlace-hf",
@@ -85,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune = sub.add_parser("prune", help=PruneArgs.__doc__.split(":", 1)[1].strip(), description=PruneArgs.__doc__)
     add_dataclass_arguments(prune, PruneArgs)
     prune.set_defaults(func=_cmd_prune)
+
+    verify = sub.add_parser("verify", help=VerifyArgs.__doc__.split(":", 1)[1].strip(), description=VerifyArgs.__doc__)
+    add_dataclass_arguments(verify, VerifyArgs)
+    verify.set_defaults(func=_cmd_verify)
     return parser
 
 

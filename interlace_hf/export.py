@@ -14,10 +14,9 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
+from .fileio import atomic_output_dir
 from .plan import PLAN_FILE, Plan
 from .surgery import SUPPORTED_MODEL_TYPES, check_supported, current_kept_layers, num_deepstack_features
 from .surgery import standard_format_is_exact
@@ -128,42 +127,6 @@ def standard_config_dict(config: dict) -> dict:
     text.pop("original_num_hidden_layers", None)
     config["interlace"] = {**block, "format": "standard"}
     return config
-
-
-def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse an output path that is a file, or a non-empty directory unless `overwrite`."""
-    output_dir = Path(output_dir).expanduser().resolve()
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output-dir {str(output_dir)!r} is a file; pass a directory path.")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise ValueError(
-            f"--output-dir {str(output_dir)!r} already exists and is not empty; choose a new directory or pass "
-            "--overwrite to replace it."
-        )
-    return output_dir
-
-
-@contextmanager
-def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary sibling directory that becomes `output_dir` only when the block finishes.
-
-    A crash removes the temporary directory (named `.<name>.tmp-*`) and never leaves a half-written `output_dir`.
-    """
-    output_dir = check_output_dir(output_dir, overwrite)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-        os.replace(output_dir, old)
-    os.replace(tmp, output_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def copy_processor_files(source: Path, destination: Path) -> list[str]:

@@ -218,6 +218,9 @@ class Plan:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".plan-", suffix=".json", dir=path.parent)
         try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0o600; a plan is as readable as the weights beside it
             with os.fdopen(fd, "w") as f:
                 f.write(self.to_json())
             os.replace(tmp, path)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import shutil
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .fileio import atomic_output_dir, check_output_dir
 
 
 if TYPE_CHECKING:
@@ -322,13 +321,7 @@ def build_tiny_model(output_dir: str | Path, num_layers: int = 12, seed: int = 0
             f"text layers 0-2 and pruning needs a layer beyond them), got {num_layers}. "
             f"Pass --num-layers {MIN_TINY_LAYERS} or more."
         )
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"output_dir {str(output_dir)!r} exists and is a file; pass a directory path.")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise ValueError(
-            f"output_dir {str(output_dir)!r} exists and is not empty. Choose a new directory or pass "
-            "overwrite=True (--overwrite) to replace it."
-        )
+    check_output_dir(output_dir, overwrite, flag="OUTPUT_DIR")
 
     import torch
     from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
@@ -356,38 +349,16 @@ def build_tiny_model(output_dir: str | Path, num_layers: int = 12, seed: int = 0
         do_sample=False,
     )
 
-    # Build in a hidden sibling (same filesystem, so the final rename is atomic). Not tempfile.mkdtemp:
-    # its 0o700 mode would stay on the published directory.
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = output_dir.parent / f".{output_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
+    with atomic_output_dir(output_dir, overwrite, flag="OUTPUT_DIR") as staging:
+        model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        (staging / "interlace_tiny.json").write_text(
-            json.dumps(
-                {
-                    "builder": "interlace_hf.tiny.build_tiny_model",
-                    "interlace_hf_version": __version__,
-                    "num_layers": num_layers,
-                    "seed": seed,
-                },
-                indent=2,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if output_dir.exists():
-        # Move the old directory aside first so output_dir always holds a complete checkpoint.
-        retired = staging.with_name(staging.name.replace(".partial-", ".old-"))
-        output_dir.rename(retired)
-        staging.rename(output_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(output_dir)
+        provenance = {
+            "builder": "interlace_hf.tiny.build_tiny_model",
+            "interlace_hf_version": __version__,
+            "num_layers": num_layers,
+            "seed": seed,
+        }
+        (staging / "interlace_tiny.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     logger.info("Wrote a tiny Qwen3-VL with %d text layers (seed %d) to %s", num_layers, seed, output_dir)
     return output_dir
 

@@ -191,3 +191,22 @@ def test_cli_help_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "prune" in result.stdout and "tiny" in result.stdout
+
+
+def test_cli_tiny_and_verify(tmp_path, capsys):
+    tiny = tmp_path / "tiny"
+    assert main(["tiny", str(tiny), "--num-layers", "6", "--seed", "3"]) == 0
+    assert json.loads((tiny / "config.json").read_text())["text_config"]["num_hidden_layers"] == 6
+    assert main(["tiny", str(tiny)]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert main(["tiny", str(tmp_path / "t2"), "--num-layers", "2"]) == 2
+    assert "--num-layers must be at least 4" in capsys.readouterr().err
+    assert main(["prune", str(tiny), "--drop-layers", "0,4", "--output-dir", str(tmp_path / "p")]) == 0
+    assert main(["verify", str(tiny), str(tmp_path / "p"), "--image-size", "64", "--new-tokens", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "decoder layers:      6 -> 4" in out and "EXACT" in out
+    # A standard checkpoint forced where it is not exact is caught by verify.
+    assert main(["prune", str(tiny), "--drop-layers", "1", "--format", "standard", "--force",
+                 "--output-dir", str(tmp_path / "s")]) == 0
+    assert main(["verify", str(tiny), str(tmp_path / "s"), "--image-size", "64", "--new-tokens", "3"]) == 1
+    assert "MISMATCH" in capsys.readouterr().out

@@ -1,0 +1,49 @@
+"""Atomic output directories: a crash never leaves a half-written directory that looks complete. Pure: no torch."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, flag: str = "--output-dir") -> Path:
+    """Refuse an output path that is a file, or a non-empty directory unless `overwrite`."""
+    output_dir = Path(output_dir).expanduser().resolve()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"{flag} {str(output_dir)!r} is a file; pass a directory path.")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise ValueError(
+            f"{flag} {str(output_dir)!r} already exists and is not empty; choose a new directory or pass "
+            "--overwrite (overwrite=True) to replace it."
+        )
+    return output_dir
+
+
+@contextmanager
+def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, flag: str = "--output-dir"):
+    """Yield a hidden staging sibling of `output_dir` that is renamed onto it only when the block succeeds.
+
+    The staging directory is on the same filesystem (the rename is atomic) and made with a plain `mkdir`, not
+    `tempfile.mkdtemp`, whose 0o700 mode would stay on the published directory. On an exception it is removed.
+    An existing `output_dir` (with `overwrite`) is moved aside first, so the path always holds a complete result.
+    """
+    output_dir = check_output_dir(output_dir, overwrite, flag)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = output_dir.parent / f".{output_dir.name}.partial-{tag}"
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    retired = None
+    if output_dir.exists():
+        retired = output_dir.parent / f".{output_dir.name}.old-{tag}"
+        os.replace(output_dir, retired)
+    os.replace(staging, output_dir)
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
