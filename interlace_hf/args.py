@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,10 +63,42 @@ class VerifyArgs:
     dtype: str = field(default="float32", metadata={"help": "dtype to compare in"})
 
 
+@dataclass
+class SimilarityArgs:
+    """`interlace-hf similarity`: score the local redundancy of every 1/2/3-layer block on calibration data."""
+
+    model: str = field(default="", metadata={"help": "Qwen3-VL model: a local directory or a Hub id (required)"})
+    data: str = field(default="", metadata={"help": "LLaVA-style .json, a dataset directory or a Hub id (required)"})
+    output_dir: str = field(default="", metadata={"help": "where the similarity files go (required)"})
+    pack_sizes: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"help": "block sizes k to score"})
+    sample_fraction: float = field(default=0.1, metadata={"help": "fraction of the records to sample"})
+    seed: int = field(default=42, metadata={"help": "seed of the sample"})
+    batch_size: int = field(default=1, metadata={"help": "samples per forward pass"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on a GPU that has it, else fp32), float32, bfloat16"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
+    subset: str | None = field(default=None, metadata={"help": "dataset configuration (e.g. a FineVision subset)"})
+    split: str = field(default="train", metadata={"help": "dataset split"})
+    overwrite: bool = field(default=False, metadata={"help": "start over in a non-empty --output-dir"})
+
+    def validate(self) -> None:
+        missing = [_flag(name) for name in ("model", "data", "output_dir") if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} required: e.g. --model M --data D --output-dir OUT.")
+        if not self.pack_sizes or any(k < 1 for k in self.pack_sizes):
+            raise ValueError(f"--pack-sizes must be positive block sizes, e.g. 1 2 3; got {self.pack_sizes}.")
+        if not 0 < self.sample_fraction <= 1:
+            raise ValueError(f"--sample-fraction must be in (0, 1], got {self.sample_fraction}.")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}.")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}.")
+
+
 def _base_type(annotation: Any) -> type:
-    """`str | None` -> str, `int` -> int."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return args[0] if args else annotation
+    """`str | None` -> str, `int` -> int, `list[int]` stays."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -79,6 +112,12 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["choices"] = meta["choices"]
         if meta.get("positional"):
             parser.add_argument(f.name, type=kind, metavar=f.name.upper(), **kwargs)
+            continue
+        if typing.get_origin(kind) is list:
+            (item,) = typing.get_args(kind)
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            parser.add_argument(_flag(f.name), dest=f.name, type=item, nargs="+", default=default,
+                                help=f"{kwargs['help']} (default: {' '.join(map(str, default or []))})")
             continue
         if kind is bool:
             parser.add_argument(_flag(f.name), dest=f.name, action="store_true", **kwargs)

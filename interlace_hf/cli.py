@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from .args import PruneArgs, TinyArgs, VerifyArgs, add_dataclass_arguments, from_namespace
+from .args import PruneArgs, SimilarityArgs, TinyArgs, VerifyArgs, add_dataclass_arguments, from_namespace
 from .version import __version__
 
 
@@ -86,6 +86,21 @@ def _cmd_verify(ns: argparse.Namespace) -> int:
     return 0 if result.exact else 1
 
 
+def _cmd_similarity(ns: argparse.Namespace) -> int:
+    args = from_namespace(SimilarityArgs, ns)
+    args.validate()
+    from .similarity import run_similarity
+
+    start = time.perf_counter()
+    result = run_similarity(args)
+    print(f"scored {result.num_samples} samples x {result.num_layers} layers in {time.perf_counter() - start:.1f}s")
+    for k, path in (result.files or {}).items():
+        means = result.means()[k]
+        top = sorted(range(len(means)), key=lambda i: -means[i])[:3]
+        print(f"pack {k}: {path}  (most redundant blocks: {', '.join(f'{i} ({means[i]:.4f})' for i in top)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="interlace-hf",
@@ -102,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune = sub.add_parser("prune", help=PruneArgs.__doc__.split(":", 1)[1].strip(), description=PruneArgs.__doc__)
     add_dataclass_arguments(prune, PruneArgs)
     prune.set_defaults(func=_cmd_prune)
+
+    similarity = sub.add_parser(
+        "similarity", help=SimilarityArgs.__doc__.split(":", 1)[1].strip(), description=SimilarityArgs.__doc__
+    )
+    add_dataclass_arguments(similarity, SimilarityArgs)
+    similarity.set_defaults(func=_cmd_similarity)
 
     verify = sub.add_parser("verify", help=VerifyArgs.__doc__.split(":", 1)[1].strip(), description=VerifyArgs.__doc__)
     add_dataclass_arguments(verify, VerifyArgs)

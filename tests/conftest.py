@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from interlace_hf.processing import load_processor
@@ -31,3 +33,38 @@ def text_batch(tiny_processor):
 def sample_image():
     _, images = tiny_example_conversations(with_image=True, batch_size=1)
     return images[0][0]
+
+
+def write_llava_calibration(directory, num_records: int = 10):
+    """A small LLaVA-style calibration set: drawn images (one, two or none per record) and questions."""
+    from PIL import Image, ImageDraw
+
+    directory.mkdir(parents=True, exist_ok=True)
+    colours = ["red", "green", "blue", "yellow", "purple"]
+    items = []
+    for n in range(num_records):
+        images = []
+        for m in range(n % 3):  # 0, 1 or 2 images
+            image = Image.new("RGB", (48 + 16 * m, 64), "white")
+            ImageDraw.Draw(image).ellipse([8, 8, 40, 40], fill=colours[(n + m) % len(colours)])
+            name = f"img_{n}_{m}.png"
+            image.save(directory / name)
+            images.append(name)
+        question = f"What colour is the circle number {n}?" + " Answer briefly." * (n % 4)
+        item = {"id": str(n), "conversations": [
+            {"from": "human", "value": "<image>\n" * len(images) + question},
+            {"from": "gpt", "value": colours[n % len(colours)]},
+        ]}
+        if len(images) == 1:
+            item["image"] = images[0]
+        elif images:
+            item["image"] = images
+        items.append(item)
+    path = directory / "calib.json"
+    path.write_text(json.dumps(items))
+    return path
+
+
+@pytest.fixture(scope="session")
+def llava_json(tmp_path_factory):
+    return write_llava_calibration(tmp_path_factory.mktemp("calib"))

@@ -1,0 +1,156 @@
+"""Calibration and training data: load records, sample them, turn them into chat messages. No torch.
+
+Two input formats, as in the paper's tooling:
+- LLaVA-style JSON: a list of `{"image": path | [paths] (optional), "conversations": [{"from": "human" | "gpt",
+  "value": ...}, ...]}`; `<image>` placeholders are stripped (images always go first).
+- FineVision-style datasets: `images` (list of images) + `texts` (list of `{"user": ..., "assistant": ...}`),
+  from a local directory (`save_to_disk` or data files) or a Hub id, through `datasets`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_IMAGE_PLACEHOLDER = re.compile(r"\s*<image>\s*")
+
+
+@dataclass
+class Record:
+    """One sample: its images (paths or PIL images) and conversation turns as (user, assistant) pairs."""
+
+    images: list[Any] = field(default_factory=list)
+    turns: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def prompt_messages(self) -> list[dict]:
+        """The first user turn only, images first, then its text (the paper's calibration prompt)."""
+        user = self.turns[0][0] if self.turns else ""
+        content = [{"type": "image"} for _ in self.images] + [{"type": "text", "text": user}]
+        return [{"role": "user", "content": content}]
+
+    def load_images(self) -> list:
+        """The record's images as RGB PIL images (paths are opened here, lazily)."""
+        from PIL import Image
+
+        out = []
+        for image in self.images:
+            if isinstance(image, (str, Path)):
+                with Image.open(image) as opened:
+                    out.append(opened.convert("RGB"))
+            elif isinstance(image, dict) and image.get("bytes") is not None:  # datasets Image(decode=False)
+                import io
+
+                out.append(Image.open(io.BytesIO(image["bytes"])).convert("RGB"))
+            else:
+                out.append(image.convert("RGB"))
+        return out
+
+
+def strip_image_placeholders(text: str) -> str:
+    return _IMAGE_PLACEHOLDER.sub(" ", text).strip() if "<image>" in text else text
+
+
+def _llava_record(item: dict, base_dir: Path, index: int, source: str) -> Record:
+    if not isinstance(item, dict) or "conversations" not in item:
+        raise ValueError(f"{source}: record {index} has no `conversations`; expected LLaVA-style records.")
+    images = item.get("image") or []
+    if isinstance(images, str):
+        images = [images]
+    resolved = []
+    for image in images:
+        path = Path(image)
+        if not path.is_absolute() and (base_dir / path).exists():
+            path = base_dir / path
+        resolved.append(str(path))
+    turns: list[tuple[str, str | None]] = []
+    user = None
+    for message in item["conversations"]:
+        role, value = message.get("from"), message.get("value", "")
+        if role in ("human", "user"):
+            user = strip_image_placeholders(value)
+        elif role in ("gpt", "assistant") and user is not None:
+            turns.append((user, value))
+            user = None
+    if user is not None:
+        turns.append((user, None))
+    if not turns:
+        raise ValueError(f"{source}: record {index} has no human turn.")
+    return Record(images=resolved, turns=turns)
+
+
+def _finevision_record(row: dict, index: int, source: str) -> Record:
+    texts = row.get("texts")
+    if not texts:
+        raise ValueError(f"{source}: row {index} has no `texts`; expected FineVision-style rows (images + texts).")
+    images = row.get("images") or []
+    turns = [(strip_image_placeholders(t.get("user", "")), t.get("assistant")) for t in texts]
+    return Record(images=list(images), turns=turns)
+
+
+def load_records(data: str, *, split: str = "train", subset: str | None = None) -> tuple[list[Record], str]:
+    """Read a calibration / training set.
+
+    Args:
+        data: a LLaVA-style `.json` file, a local dataset directory, or a Hub dataset id.
+        split: dataset split (datasets only).
+        subset: dataset configuration, e.g. a FineVision subset name (datasets only).
+
+    Returns:
+        the records and a short dataset name (for output file names).
+    """
+    path = Path(data).expanduser()
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise ValueError(f"--data {data!r} does not exist; pass a LLaVA-style .json file, a dataset dir or Hub id.")
+        try:
+            items = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--data {data!r} is not valid JSON ({err}).") from None
+        if not isinstance(items, list):
+            raise ValueError(f"--data {data!r} must hold a JSON list of LLaVA-style records.")
+        records = [_llava_record(item, path.parent, i, str(path)) for i, item in enumerate(items)]
+        return records, path.stem
+    dataset = _load_dataset(data, split=split, subset=subset)
+    if "texts" not in dataset.column_names:
+        raise ValueError(
+            f"--data {data!r} has columns {dataset.column_names}; expected FineVision-style `images` + `texts` "
+            "(or pass a LLaVA-style .json file)."
+        )
+    records = [_finevision_record(row, i, data) for i, row in enumerate(dataset)]
+    name = Path(data.rstrip("/")).name + (f"-{subset}" if subset else "")
+    return records, name
+
+
+def _load_dataset(data: str, *, split: str, subset: str | None):
+    import datasets
+
+    path = Path(data).expanduser()
+    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()):
+        loaded = datasets.load_from_disk(str(path))
+        if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise ValueError(f"--data {data!r} has splits {list(loaded)}, not {split!r}; pass --split.")
+            loaded = loaded[split]
+        return loaded
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--data {data!r} is a file but not a .json; pass a LLaVA-style .json or a dataset dir.")
+    if not path.exists() and (data.startswith((".", "/", "~")) or data.count("/") > 1):
+        raise ValueError(f"--data {data!r} does not exist (and it is not a Hub dataset id of the form org/name).")
+    return datasets.load_dataset(data, subset, split=split)
+
+
+def sample_indices(num_records: int, fraction: float, seed: int) -> list[int]:
+    """A seeded random subset of `fraction` of the records (at least one), in sampled order."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"--sample-fraction must be in (0, 1], got {fraction}.")
+    if num_records == 0:
+        raise ValueError("the calibration data has no records.")
+    count = max(1, int(num_records * fraction + 1e-9))
+    return random.Random(seed).sample(range(num_records), count)

@@ -1,0 +1,323 @@
+"""Step 1: local redundancy of decoder-layer blocks, in one streaming pass over the calibration data.
+
+For every sample and every block of k consecutive decoder layers starting at layer i, the cosine similarity between
+the hidden state ENTERING layer i and the one LEAVING layer i+k-1, per token, averaged over the sample's tokens
+(vision, text and template tokens alike; padding excluded). Higher means more redundant.
+
+- "Entering layer j" is exactly what layer j receives (a forward pre-hook), deepstack additions included; the
+  state leaving the last layer is taken before the final norm, so every block is scored, the last ones included.
+- One forward pass per batch serves every pack size: the recorder keeps only the last `max(k) + 1` states and
+  scores blocks as the states stream by. The language-model head is not run (it is not needed).
+- Partial results are flushed regularly; an interrupted run resumes where it stopped and ends with the same files.
+
+Output files (the paper's names and format, so files move between the two tools):
+`{model_name}_{dataset_name}_pack{k}_hidden_state_similarities.json` = `{"<i>": [one float per sample]}`, plus
+`similarity_summary.json` (per-block means, sample count, model, data, seed, versions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import Record, load_records, sample_indices
+from .version import __version__
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FILE = "similarity_summary.json"
+PROGRESS_FILE = "similarity_progress.json"
+
+
+def similarity_file_name(model_name: str, dataset_name: str, pack_size: int) -> str:
+    return f"{model_name}_{dataset_name}_pack{pack_size}_hidden_state_similarities.json"
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+class BlockSimilarityRecorder:
+    """Forward hooks on the decoder layers that score every k-block of every sample as the pass goes.
+
+    State `s_j` is the input of layer j (j < L) and `s_L` the output of the last layer. Block (i, k) compares
+    `s_i` with `s_{i+k}`. Only the states still needed (the last `max(k) + 1`) are kept.
+    """
+
+    def __init__(self, layers, pack_sizes):
+        self.layers = list(layers)
+        self.pack_sizes = sorted(set(pack_sizes))
+        num_layers = len(self.layers)
+        too_big = [k for k in self.pack_sizes if not 1 <= k <= num_layers]
+        if too_big:
+            raise ValueError(f"--pack-sizes {too_big} do not fit a {num_layers}-layer model; use 1..{num_layers}.")
+        self.num_layers = num_layers
+        self.token_mask: torch.Tensor | None = None
+        self._states: dict[int, torch.Tensor] = {}
+        # scores[k][i]: per-sample tensors of the current batch
+        self.batch_scores: dict[int, dict[int, torch.Tensor]] = {}
+        self._handles = []
+
+    def __enter__(self):
+        for j, layer in enumerate(self.layers):
+            self._handles.append(layer.register_forward_pre_hook(self._pre_hook(j), with_kwargs=True))
+        self._handles.append(self.layers[-1].register_forward_hook(self._last_output_hook, with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._states.clear()
+
+    def start_batch(self, attention_mask: torch.Tensor) -> None:
+        self.token_mask = attention_mask.bool()
+        self._states.clear()
+        self.batch_scores = {k: {} for k in self.pack_sizes}
+
+    def _pre_hook(self, j):
+        def hook(module, args, kwargs):
+            self._on_state(j, args[0] if args else kwargs["hidden_states"])
+
+        return hook
+
+    def _last_output_hook(self, module, args, kwargs, output):
+        self._on_state(self.num_layers, output[0] if isinstance(output, tuple) else output)
+
+    def _on_state(self, j: int, hidden: torch.Tensor) -> None:
+        mask = self.token_mask.to(hidden.device)
+        for k in self.pack_sizes:
+            start = self._states.get(j - k)
+            if start is not None:
+                cos = F.cosine_similarity(start.float(), hidden.float(), dim=-1)  # [batch, tokens]
+                per_sample = (cos * mask).sum(dim=1) / mask.sum(dim=1)
+                self.batch_scores[k][j - k] = per_sample.double().cpu()
+        self._states[j] = hidden
+        self._states.pop(j - self.pack_sizes[-1] - 1, None)
+        if j == self.num_layers:
+            self._states.clear()
+
+
+@dataclass(frozen=True)
+class SimilarityResult:
+    """Per-sample similarities: `scores[k][i]` lists one float per sample for the block of k layers at i."""
+
+    scores: dict[int, dict[int, list[float]]]
+    num_layers: int
+    num_samples: int
+    files: dict[int, Path] | None = None
+
+    def means(self) -> dict[int, list[float]]:
+        return {k: [sum(v) / len(v) for _, v in sorted(blocks.items())] for k, blocks in self.scores.items()}
+
+
+def build_batch(processor, records: list[Record]):
+    """Tokenize the calibration prompts of a batch (first user turn, images first, generation prompt)."""
+    texts, images = [], []
+    for record in records:
+        texts.append(processor.apply_chat_template(record.prompt_messages(), tokenize=False, add_generation_prompt=True))
+        images.extend(record.load_images())
+    return processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+
+
+def _fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def compute_similarities(
+    model,
+    processor,
+    records: list[Record],
+    *,
+    pack_sizes=(1, 2, 3),
+    batch_size: int = 1,
+    output_dir: str | os.PathLike | None = None,
+    model_name: str = "model",
+    dataset_name: str = "data",
+    settings: dict | None = None,
+    flush_seconds: float = 30.0,
+    progress: bool = True,
+    on_batch_end=None,
+) -> SimilarityResult:
+    """Score every k-block of `model` on `records` in one pass per batch.
+
+    Args:
+        model: a loaded Qwen3-VL (dense or pruned).
+        processor: its processor.
+        records: the calibration samples, in order.
+        pack_sizes: block sizes k to score.
+        batch_size: samples per forward pass (padding is excluded from the averages).
+        output_dir: where the files go; with it, partial results are flushed there and a rerun resumes.
+        model_name, dataset_name: used in the output file names.
+        settings: what defines the run (model, data, seed, ...); a resume with other settings is refused.
+        flush_seconds: how often partial results are flushed.
+        progress: show a progress bar.
+        on_batch_end: called with the number of samples done after each batch (and its flush).
+    """
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}.")
+    layers = model.model.language_model.layers
+    recorder = BlockSimilarityRecorder(layers, pack_sizes)
+    pack_sizes = recorder.pack_sizes
+    num_layers = recorder.num_layers
+    settings = dict(settings or {}, pack_sizes=pack_sizes, num_samples=len(records), num_layers=num_layers)
+    fingerprint = _fingerprint(settings)
+    scores = {k: {i: [] for i in range(num_layers - k + 1)} for k in pack_sizes}
+    done = 0
+    out = Path(output_dir) if output_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        progress_file = out / PROGRESS_FILE
+        if progress_file.is_file():
+            saved = json.loads(progress_file.read_text())
+            if saved.get("fingerprint") != fingerprint:
+                raise ValueError(
+                    f"{out} holds a partial similarity run with other settings ({saved.get('settings')}); "
+                    "pass --overwrite to start over, or choose another --output-dir."
+                )
+            done = saved["done"]
+            scores = {int(k): {int(i): v for i, v in blocks.items()} for k, blocks in saved["scores"].items()}
+            logger.info("resuming: %d of %d samples already scored", done, len(records))
+
+    def flush():
+        if out is not None:
+            _write_json_atomic(out / PROGRESS_FILE, {"fingerprint": fingerprint, "settings": settings, "done": done,
+                                                     "scores": scores})
+
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    bar = tqdm(total=len(records), initial=done, unit="sample", desc="similarity", disable=not progress)
+    last_flush = time.monotonic()
+    model_was_training = model.training
+    model.eval()
+    try:
+        with recorder, torch.inference_mode():
+            while done < len(records):
+                batch_records = records[done : done + batch_size]
+                inputs = build_batch(processor, batch_records).to(device)
+                recorder.start_batch(inputs["attention_mask"])
+                # The base model (no LM head): every state the similarity needs, none of the vocabulary projection.
+                model.model(**inputs, use_cache=False)
+                for k in pack_sizes:
+                    for i, values in recorder.batch_scores[k].items():
+                        scores[k][i].extend(values.tolist())
+                done += len(batch_records)
+                bar.update(len(batch_records))
+                if time.monotonic() - last_flush >= flush_seconds:
+                    flush()
+                    last_flush = time.monotonic()
+                if on_batch_end is not None:
+                    on_batch_end(done)
+    except BaseException:
+        flush()  # keep what was computed: a rerun resumes from here
+        raise
+    finally:
+        bar.close()
+        model.train(model_was_training)
+
+    result = SimilarityResult(scores=scores, num_layers=num_layers, num_samples=len(records))
+    if out is None:
+        return result
+    files = {}
+    for k in pack_sizes:
+        path = out / similarity_file_name(model_name, dataset_name, k)
+        _write_json_atomic(path, {str(i): v for i, v in scores[k].items()})
+        files[k] = path
+    summary = {
+        "model": settings.get("model", model_name),
+        "data": settings.get("data", dataset_name),
+        "num_layers": num_layers,
+        "pack_sizes": pack_sizes,
+        "num_samples": len(records),
+        "means": {str(k): v for k, v in result.means().items()},
+        "files": {str(k): p.name for k, p in files.items()},
+        "settings": settings,
+        "versions": _versions(),
+    }
+    _write_json_atomic(out / SUMMARY_FILE, summary)
+    (out / PROGRESS_FILE).unlink(missing_ok=True)
+    return SimilarityResult(scores=scores, num_layers=num_layers, num_samples=len(records), files=files)
+
+
+def _versions() -> dict:
+    import transformers
+
+    return {"interlace_hf": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {dtype!r}.") from None
+
+
+def run_similarity(args) -> SimilarityResult:
+    """`interlace-hf similarity`: load the model and data described by `SimilarityArgs`, score, write the files."""
+    from .export import load_model, read_model_config
+    from .fileio import check_output_dir
+    from .processing import load_processor
+
+    args.validate()
+    config = read_model_config(args.model)  # a clear error for a model that is not Qwen3-VL, before anything heavy
+    num_layers = config["text_config"]["num_hidden_layers"]
+    too_big = [k for k in args.pack_sizes if k > num_layers]
+    if too_big:
+        raise ValueError(f"--pack-sizes {too_big} do not fit a {num_layers}-layer model; use 1..{num_layers}.")
+    out = Path(args.output_dir)
+    if args.overwrite and out.is_dir():
+        for stale in [out / PROGRESS_FILE, out / SUMMARY_FILE, *out.glob("*_hidden_state_similarities.json")]:
+            stale.unlink(missing_ok=True)
+    elif not (out / PROGRESS_FILE).is_file():
+        check_output_dir(out, overwrite=False)
+    records, dataset_name = load_records(args.data, split=args.split, subset=args.subset)
+    indices = sample_indices(len(records), args.sample_fraction, args.seed)
+    samples = [records[i] for i in indices]
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    model = load_model(args.model, dtype=dtype, device_map=device if device != "cpu" else None)
+    processor = load_processor(args.model)
+    model_name = Path(args.model.rstrip("/")).name
+    settings = {
+        "model": args.model,
+        "data": args.data,
+        "subset": args.subset,
+        "split": args.split,
+        "sample_fraction": args.sample_fraction,
+        "seed": args.seed,
+        "sample_indices_sha": hashlib.sha256(json.dumps(indices).encode()).hexdigest()[:16],
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+    logger.info("scoring %d of %d records (%s) on %s", len(samples), len(records), dataset_name, device)
+    return compute_similarities(
+        model,
+        processor,
+        samples,
+        pack_sizes=args.pack_sizes,
+        batch_size=args.batch_size,
+        output_dir=out,
+        model_name=model_name,
+        dataset_name=dataset_name,
+        settings=settings,
+    )

@@ -1,0 +1,192 @@
+"""The one-pass similarity: equal to a naive output_hidden_states computation, batch-invariant, resumable."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForImageTextToText
+
+from interlace_hf.args import SimilarityArgs
+from interlace_hf.cli import main
+from interlace_hf.data import load_records, sample_indices
+from interlace_hf.similarity import PROGRESS_FILE, SUMMARY_FILE, build_batch, compute_similarities, run_similarity
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def records(llava_json):
+    return load_records(str(llava_json))[0]
+
+
+def naive_block_similarities(model, processor, record, pack_sizes):
+    """The paper's approach (all hidden states at once), corrected for deepstack and the final norm."""
+    inputs = build_batch(processor, [record])
+    captured = {}
+    norm = model.model.language_model.norm
+    handle = norm.register_forward_pre_hook(lambda module, args: captured.setdefault("last", args[0]))
+    with torch.no_grad():
+        hidden = list(model(**inputs, output_hidden_states=True).hidden_states)
+    handle.remove()
+    num_layers = len(model.model.language_model.layers)
+    states = hidden[:num_layers] + [captured["last"]]  # s_j = input of layer j; s_L = last output before the norm
+    if "pixel_values" in inputs:
+        # output_hidden_states shows layer outputs WITHOUT the deepstack additions; layer j+1 receives them.
+        with torch.no_grad():
+            vision = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"])
+        visual = inputs["input_ids"][0] == model.config.image_token_id
+        for j, features in enumerate(vision.deepstack_features):
+            states[j + 1] = states[j + 1].clone()
+            states[j + 1][0, visual] += torch.cat(features)
+    out = {}
+    for k in pack_sizes:
+        out[k] = {i: F.cosine_similarity(states[i][0], states[i + k][0], dim=-1).mean().item()
+                  for i in range(num_layers - k + 1)}
+    return out
+
+
+def test_equals_naive_computation_at_batch_size_1(model, tiny_processor, records):
+    result = compute_similarities(model, tiny_processor, records, pack_sizes=(1, 2, 3, 5), progress=False)
+    assert set(result.scores) == {1, 2, 3, 5}
+    assert sorted(result.scores[3]) == list(range(10))  # every block, the last one (9, 10, 11) included
+    for n, record in enumerate(records):
+        expected = naive_block_similarities(model, tiny_processor, record, (1, 2, 3, 5))
+        for k, blocks in expected.items():
+            for i, value in blocks.items():
+                assert result.scores[k][i][n] == pytest.approx(value, abs=1e-5), (n, k, i)
+
+
+def test_deepstack_additions_are_part_of_the_input_state(model, tiny_processor, records):
+    """Without the deepstack correction the naive numbers differ on image samples: the test above can fail."""
+    image_record = next(r for r in records if r.images)
+    result = compute_similarities(model, tiny_processor, [image_record], pack_sizes=(1,), progress=False)
+    inputs = build_batch(tiny_processor, [image_record])
+    with torch.no_grad():
+        hidden = model(**inputs, output_hidden_states=True).hidden_states
+    uncorrected = F.cosine_similarity(hidden[0][0], hidden[1][0], dim=-1).mean().item()
+    assert abs(result.scores[1][0][0] - uncorrected) > 1e-4 or abs(
+        result.scores[1][1][0] - F.cosine_similarity(hidden[1][0], hidden[2][0], dim=-1).mean().item()) > 1e-4
+
+
+def test_batching_with_padding_matches_batch_size_1(model, tiny_processor, records):
+    one = compute_similarities(model, tiny_processor, records, batch_size=1, progress=False)
+    four = compute_similarities(model, tiny_processor, records, batch_size=4, progress=False)
+    assert build_batch(tiny_processor, records[:4])["attention_mask"].min() == 0  # the batch really is padded
+    for k in one.scores:
+        for i in one.scores[k]:
+            assert four.scores[k][i] == pytest.approx(one.scores[k][i], abs=1e-4)
+
+
+def test_resume_equals_uninterrupted(model, tiny_processor, records, tmp_path):
+    full = compute_similarities(model, tiny_processor, records, batch_size=3, output_dir=tmp_path / "full",
+                                model_name="m", dataset_name="d", settings={"seed": 1}, progress=False)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_two_batches(done):
+        if done >= 6:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        compute_similarities(model, tiny_processor, records, batch_size=3, output_dir=tmp_path / "resumed",
+                             model_name="m", dataset_name="d", settings={"seed": 1}, progress=False,
+                             flush_seconds=1e9, on_batch_end=stop_after_two_batches)
+    partial = json.loads((tmp_path / "resumed" / PROGRESS_FILE).read_text())
+    assert partial["done"] == 6 and not list((tmp_path / "resumed").glob("*_hidden_state_similarities.json"))
+    seen = []
+    resumed = compute_similarities(model, tiny_processor, records, batch_size=3, output_dir=tmp_path / "resumed",
+                                   model_name="m", dataset_name="d", settings={"seed": 1}, progress=False,
+                                   on_batch_end=seen.append)
+    assert seen == [9, 10]  # only the remaining samples were computed
+    assert resumed.scores == full.scores
+    for k in (1, 2, 3):
+        name = f"m_d_pack{k}_hidden_state_similarities.json"
+        assert (tmp_path / "resumed" / name).read_text() == (tmp_path / "full" / name).read_text()
+    assert not (tmp_path / "resumed" / PROGRESS_FILE).exists()
+    with pytest.raises(Interrupted):
+        compute_similarities(model, tiny_processor, records, batch_size=3, output_dir=tmp_path / "other",
+                             settings={"seed": 1}, progress=False, on_batch_end=stop_after_two_batches)
+    with pytest.raises(ValueError, match="holds a partial similarity run with other settings"):
+        compute_similarities(model, tiny_processor, records, output_dir=tmp_path / "other", settings={"seed": 2},
+                             progress=False)
+
+
+def test_cli_writes_the_paper_files_and_a_summary(tiny_model_dir, llava_json, tmp_path, capsys):
+    out = tmp_path / "sim"
+    argv = ["similarity", "--model", str(tiny_model_dir), "--data", str(llava_json), "--output-dir", str(out),
+            "--sample-fraction", "0.5", "--batch-size", "2"]
+    assert main(argv) == 0
+    assert "most redundant blocks" in capsys.readouterr().out
+    model_name = tiny_model_dir.name
+    for k in (1, 2, 3):
+        data = json.loads((out / f"{model_name}_calib_pack{k}_hidden_state_similarities.json").read_text())
+        assert list(data) == [str(i) for i in range(12 - k + 1)]
+        assert all(len(values) == 5 for values in data.values())
+        assert all(-1 <= v <= 1 for values in data.values() for v in values)
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["num_samples"] == 5 and summary["num_layers"] == 12 and summary["settings"]["seed"] == 42
+    assert len(summary["means"]["3"]) == 10 and "transformers" in summary["versions"]
+    assert main(argv) == 2  # a finished run is not silently redone
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(argv + ["--overwrite", "--seed", "7"]) == 0
+    assert json.loads((out / SUMMARY_FILE).read_text())["settings"]["seed"] == 7
+
+
+def test_finevision_style_dataset_directory(tiny_model_dir, tmp_path):
+    import datasets
+    from PIL import Image
+
+    rows = {
+        "images": [[Image.new("RGB", (64, 64), "red")], [], [Image.new("RGB", (32, 64), "blue")] * 2],
+        "texts": [[{"user": "<image>\nWhat colour?", "assistant": "red"}], [{"user": "Say hi.", "assistant": "hi"}],
+                  [{"user": "Same colour?", "assistant": "yes"}, {"user": "Sure?", "assistant": "yes"}]],
+    }
+    features = datasets.Features({"images": datasets.List(datasets.Image()),
+                                  "texts": datasets.List({"user": datasets.Value("string"),
+                                                          "assistant": datasets.Value("string")})})
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "fv"))
+    records, name = load_records(str(tmp_path / "fv"))
+    assert name == "fv" and [len(r.images) for r in records] == [1, 0, 2]
+    assert records[0].prompt_messages()[0]["content"] == [{"type": "image"}, {"type": "text", "text": "What colour?"}]
+    args = SimilarityArgs(model=str(tiny_model_dir), data=str(tmp_path / "fv"), output_dir=str(tmp_path / "sim"),
+                          sample_fraction=1.0, batch_size=3)
+    result = run_similarity(args)
+    assert result.num_samples == 3 and len(result.scores[1][0]) == 3
+
+
+def test_sample_indices_are_seeded_and_shared():
+    assert sample_indices(100, 0.1, 42) == sample_indices(100, 0.1, 42)
+    assert sample_indices(100, 0.1, 42) != sample_indices(100, 0.1, 43)
+    assert len(sample_indices(100, 0.1, 0)) == 10 and len(sample_indices(5, 0.01, 0)) == 1
+    with pytest.raises(ValueError, match=r"--sample-fraction must be in \(0, 1\]"):
+        sample_indices(10, 0, 0)
+    with pytest.raises(ValueError, match="has no records"):
+        sample_indices(0, 0.5, 0)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        (dict(model=""), "--model required"),
+        (dict(pack_sizes=[0, 1]), "--pack-sizes must be positive"),
+        (dict(sample_fraction=1.5), r"--sample-fraction must be in \(0, 1\]"),
+        (dict(batch_size=0), "--batch-size must be >= 1"),
+        (dict(dtype="int4"), "--dtype must be"),
+        (dict(pack_sizes=[13]), r"--pack-sizes \[13\] do not fit a 12-layer model"),
+        (dict(data="{tmp}/missing.json"), "does not exist"),
+        (dict(data="{tmp}/bad.json"), "must hold a JSON list"),
+        (dict(data="{tmp}/noconv.json"), "record 0 has no `conversations`"),
+    ],
+)
+def test_bad_input(tiny_model_dir, llava_json, tmp_path, override, match):
+    (tmp_path / "bad.json").write_text('{"a": 1}')
+    (tmp_path / "noconv.json").write_text('[{"image": "x.png"}]')
+    fields = dict(model=str(tiny_model_dir), data=str(llava_json), output_dir=str(tmp_path / "out"))
+    fields.update({k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v for k, v in override.items()})
+    with pytest.raises(ValueError, match=match):
+        run_similarity(SimilarityArgs(**fields))
