@@ -63,7 +63,8 @@ class BlockSimilarityRecorder:
             raise ValueError(f"--pack-sizes {too_big} do not fit a {num_layers}-layer model; use 1..{num_layers}.")
         self.num_layers = num_layers
         self.token_mask: torch.Tensor | None = None
-        self._states: dict[int, torch.Tensor] = {}
+        self._states: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._weights: torch.Tensor | None = None
         # scores[k][i]: per-sample tensors of the current batch
         self.batch_scores: dict[int, dict[int, torch.Tensor]] = {}
         self._handles = []
@@ -82,6 +83,7 @@ class BlockSimilarityRecorder:
 
     def start_batch(self, attention_mask: torch.Tensor) -> None:
         self.token_mask = attention_mask.bool()
+        self._weights = None
         self._states.clear()
         self.batch_scores = {k: {} for k in self.pack_sizes}
 
@@ -94,15 +96,32 @@ class BlockSimilarityRecorder:
     def _last_output_hook(self, module, args, kwargs, output):
         self._on_state(self.num_layers, output[0] if isinstance(output, tuple) else output)
 
+    def batch_results(self) -> dict[int, dict[int, list[float]]]:
+        """The current batch's per-sample scores, moved to the CPU in one transfer."""
+        keys = [(k, i) for k in self.pack_sizes for i in sorted(self.batch_scores[k])]
+        if not keys:
+            return {k: {} for k in self.pack_sizes}
+        stacked = torch.stack([self.batch_scores[k][i] for k, i in keys]).double().cpu().tolist()
+        out: dict[int, dict[int, list[float]]] = {k: {} for k in self.pack_sizes}
+        for (k, i), values in zip(keys, stacked):
+            out[k][i] = values
+        return out
+
     def _on_state(self, j: int, hidden: torch.Tensor) -> None:
-        mask = self.token_mask.to(hidden.device)
+        # Each state's norm is computed once and reused by every block it closes or opens (up to 2 * len(packs)
+        # pairs); the per-token dot products go through einsum (a batched matmul, no [B, T, H] temporary).
+        state = hidden.float()
+        norm = torch.linalg.vector_norm(state, dim=-1).clamp_min(1e-8)
+        if self._weights is None:
+            mask = self.token_mask.to(state.device, state.dtype)
+            self._weights = mask / mask.sum(dim=1, keepdim=True)  # a masked mean over each sample's tokens
         for k in self.pack_sizes:
             start = self._states.get(j - k)
             if start is not None:
-                cos = F.cosine_similarity(start.float(), hidden.float(), dim=-1)  # [batch, tokens]
-                per_sample = (cos * mask).sum(dim=1) / mask.sum(dim=1)
-                self.batch_scores[k][j - k] = per_sample.double().cpu()
-        self._states[j] = hidden
+                start_state, start_norm = start
+                cos = torch.einsum("bth,bth->bt", start_state, state) / (start_norm * norm)
+                self.batch_scores[k][j - k] = (cos * self._weights).sum(dim=1)
+        self._states[j] = (state, norm)
         self._states.pop(j - self.pack_sizes[-1] - 1, None)
         if j == self.num_layers:
             self._states.clear()
@@ -209,9 +228,9 @@ def compute_similarities(
                 recorder.start_batch(inputs["attention_mask"])
                 # The base model (no LM head): every state the similarity needs, none of the vocabulary projection.
                 model.model(**inputs, use_cache=False)
-                for k in pack_sizes:
-                    for i, values in recorder.batch_scores[k].items():
-                        scores[k][i].extend(values.tolist())
+                for k, blocks in recorder.batch_results().items():
+                    for i, values in blocks.items():
+                        scores[k][i].extend(values)
                 done += len(batch_records)
                 bar.update(len(batch_records))
                 if time.monotonic() - last_flush >= flush_seconds:

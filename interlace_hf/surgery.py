@@ -122,6 +122,23 @@ def validate_plan_for_model(model, plan: Plan) -> list[int]:
     return [kept_now.index(i) for i in plan.kept_layers]
 
 
+def bypass_layers(model, positions) -> list:
+    """Make the decoder layers at `positions` return their input unchanged (a reversible, virtual drop).
+
+    Deepstack features are still added after the bypassed position, so this computes exactly what `prune_model`
+    would. Returns the hook handles; `handle.remove()` restores the layer.
+    """
+    layers = model.model.language_model.layers
+    handles = []
+    for position in positions:
+        handles.append(
+            layers[position].register_forward_hook(
+                lambda module, args, kwargs, output: args[0] if args else kwargs["hidden_states"], with_kwargs=True
+            )
+        )
+    return handles
+
+
 def prune_model(model, plan: Plan, *, base_model: str | None = None, base_model_revision: str | None = None):
     """Remove the plan's dropped decoder layers from a loaded Qwen3-VL, in place.
 

@@ -28,19 +28,6 @@ class VerifyResult:
         return self.same_greedy_tokens and self.max_abs_logit_diff <= 1e-4
 
 
-def bypass_layers(model, dropped_positions) -> list:
-    """Make the given decoder layers return their input unchanged; returns the hook handles."""
-    handles = []
-    for position in dropped_positions:
-        layer = model.model.language_model.layers[position]
-        handles.append(
-            layer.register_forward_hook(
-                lambda module, args, kwargs, output: args[0] if args else kwargs["hidden_states"], with_kwargs=True
-            )
-        )
-    return handles
-
-
 def sample_inputs(processor, question: str = "What shapes and colours are in the picture?", image_size: int = 224):
     """A one-image prompt with a drawn picture (no download)."""
     from PIL import Image, ImageDraw
@@ -63,6 +50,7 @@ def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: 
     from .export import load_model
     from .plan import Plan
     from .processing import load_processor
+    from .surgery import bypass_layers
 
     plan = Plan.load(Path(pruned))
     fmt = (json.loads((Path(pruned) / "config.json").read_text()).get("interlace") or {}).get("format", "?")

@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""Benchmark of `interlace-hf similarity` (not a test): in one run, on the same samples,
+
+- time of the one-pass similarity / time of plain forward passes (goal: <= 1.10), interleaved repeats, medians;
+- peak memory of the similarity pass / of the naive `output_hidden_states=True` approach (the paper's code, which
+  keeps every layer's hidden states), each measured in its own child process (CUDA: max allocated; CPU: peak RSS
+  above the level before the pass, sampled every 0.2 ms).
+
+Usage:
+    python scripts/bench_similarity.py                      # the tiny model, built on the fly
+    python scripts/bench_similarity.py --model DIR --data calib.json --batch-size 4 --image-size 448
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak memory above the level at entry: CUDA max allocated, or sampled RSS on CPU."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self):
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+        else:
+            self.start = _rss_bytes()
+            self._stop = threading.Event()
+            self._max = self.start
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self._max = max(self._max, _rss_bytes())
+            time.sleep(0.0002)
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.start
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self._max, _rss_bytes()) - self.start
+
+
+def _setup(model_dir: str, data: str, num_records: int, device: str):
+    import torch
+
+    import interlace_hf  # noqa: F401  (registers the classes)
+    from interlace_hf.data import load_records
+    from interlace_hf.export import load_model
+    from interlace_hf.processing import load_processor
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    model = load_model(model_dir, dtype=dtype, device_map=device if device != "cpu" else None).eval()
+    processor = load_processor(model_dir)
+    records = load_records(data)[0][:num_records]
+    return model, processor, records
+
+
+def _naive(model, processor, records, batch_size, pack_sizes):
+    """The paper's approach: all hidden states of the batch at once, then the block similarities."""
+    import torch
+    import torch.nn.functional as F
+
+    from interlace_hf.similarity import build_batch
+
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for start in range(0, len(records), batch_size):
+            inputs = build_batch(processor, records[start : start + batch_size]).to(device)
+            hidden = model(**inputs, output_hidden_states=True, use_cache=False).hidden_states
+            mask = inputs["attention_mask"].bool()
+            for k in pack_sizes:
+                for i in range(len(hidden) - k):
+                    cos = F.cosine_similarity(hidden[i].float(), hidden[i + k].float(), dim=-1)
+                    ((cos * mask).sum(1) / mask.sum(1)).tolist()
+
+
+def child(args) -> None:
+    """Measure one method's peak memory in a fresh process and print it as JSON."""
+    from interlace_hf.similarity import compute_similarities
+
+    model, processor, records = _setup(args.model, args.data, args.records, args.device)
+    pack_sizes = (1, 2, 3)
+    with PeakMemory(args.device) as peak:
+        if args.child == "similarity":
+            compute_similarities(model, processor, records, pack_sizes=pack_sizes, batch_size=args.batch_size,
+                                 progress=False)
+        else:
+            _naive(model, processor, records, args.batch_size, pack_sizes)
+    print(json.dumps({"peak_bytes": peak.peak}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="Qwen3-VL directory (default: a 12-layer tiny model built on the fly)")
+    parser.add_argument("--data", help="LLaVA-style .json (default: a synthetic one)")
+    parser.add_argument("--records", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=224, help="side of the synthetic images")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hidden-size", type=int, default=0,
+                        help="build a random wider model (text hidden size, head_dim 64) instead of the tiny one")
+    parser.add_argument("--num-layers", type=int, default=12, help="decoder layers of the built model")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--child", choices=["similarity", "naive"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.child:
+        child(args)
+        return
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-similarity-"))
+    if args.model is None and args.hidden_size:
+        args.model = str(_wide_model(workdir / "wide", args.hidden_size, args.num_layers, args.image_size))
+    elif args.model is None:
+        from interlace_hf.tiny import build_tiny_model
+
+        args.model = str(build_tiny_model(workdir / "tiny", num_layers=args.num_layers))
+    if args.data is None:
+        args.data = str(_synthetic_calibration(workdir / "calib", args.records, args.image_size))
+
+    import torch
+
+    from interlace_hf.similarity import build_batch, compute_similarities
+
+    model, processor, records = _setup(args.model, args.data, args.records, args.device)
+    device = next(model.parameters()).device
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def plain():
+        with torch.inference_mode():
+            for start in range(0, len(records), args.batch_size):
+                inputs = build_batch(processor, records[start : start + args.batch_size]).to(device)
+                model(**inputs, use_cache=False)
+
+    def ours():
+        compute_similarities(model, processor, records, batch_size=args.batch_size, progress=False)
+
+    plain(), ours()  # warm-up
+    times = {"plain": [], "similarity": []}
+    for _ in range(args.repeats):
+        for name, fn in (("plain", plain), ("similarity", ours)):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+
+    peaks = {}
+    for method in ("similarity", "naive"):
+        cmd = [sys.executable, __file__, "--child", method, "--model", args.model, "--data", args.data,
+               "--records", str(args.records), "--batch-size", str(args.batch_size), "--device", args.device]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        peaks[method] = json.loads(result.stdout.strip().splitlines()[-1])["peak_bytes"]
+
+    layers = len(model.model.language_model.layers)
+    print(f"model: {args.model} ({layers} layers) | device: {args.device} | records: {len(records)} | "
+          f"batch: {args.batch_size} | image: {args.image_size}px | repeats: {args.repeats}")
+    print(f"plain forward passes      median {medians['plain'] * 1000:8.1f} ms")
+    print(f"similarity (1,2,3 packs)  median {medians['similarity'] * 1000:8.1f} ms")
+    print(f"time ratio similarity / plain forward: {medians['similarity'] / medians['plain']:.3f}  (goal <= 1.10)")
+    print(f"peak memory above the loaded model: similarity {peaks['similarity'] / 2**20:.1f} MiB, "
+          f"naive output_hidden_states {peaks['naive'] / 2**20:.1f} MiB")
+    ratio = peaks["similarity"] / peaks["naive"] if peaks["naive"] else float("nan")
+    print(f"memory ratio similarity / naive: {ratio:.3f}")
+
+
+def _wide_model(directory: Path, hidden: int, layers: int, image_side: int) -> Path:
+    """The tiny model's structure at a real width (random weights), with images up to `image_side` pixels."""
+    import torch
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from interlace_hf.tiny import build_tiny_processor, tiny_config
+
+    processor = build_tiny_processor()
+    processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": image_side * image_side}
+    config = tiny_config(layers, processor.tokenizer)
+    text = config.text_config
+    text.hidden_size, text.intermediate_size, text.head_dim = hidden, 3 * hidden, 64
+    text.num_attention_heads, text.num_key_value_heads = hidden // 64, max(1, hidden // 256)
+    text.rope_parameters["mrope_section"] = [16, 8, 8]
+    config.vision_config.out_hidden_size = hidden
+    torch.manual_seed(0)
+    Qwen3VLForConditionalGeneration(config).save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def _synthetic_calibration(directory: Path, num_records: int, image_size: int) -> Path:
+    from PIL import Image, ImageDraw
+
+    directory.mkdir(parents=True, exist_ok=True)
+    items = []
+    for n in range(num_records):
+        image = Image.new("RGB", (image_size, image_size), "white")
+        ImageDraw.Draw(image).ellipse([image_size // 8, image_size // 8, image_size // 2, image_size // 2],
+                                      fill=["red", "green", "blue"][n % 3])
+        image.save(directory / f"{n}.png")
+        items.append({"image": f"{n}.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat colour is the circle? " + "Explain. " * (n % 5)},
+            {"from": "gpt", "value": "red"}]})
+    path = directory / "calib.json"
+    path.write_text(json.dumps(items))
+    return path
+
+
+if __name__ == "__main__":
+    main()
