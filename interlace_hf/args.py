@@ -26,8 +26,66 @@ class TinyArgs:
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty OUTPUT_DIR"})
 
 
-@dataclass
-class PruneArgs:
+STRATEGY_CHOICES = ["interlace", "interlace_oa", "interlace_tn", "random", "consecutive", "shortgpt", "angular", "sleb"]
+
+
+@dataclass(kw_only=True)
+class SelectionArgs:
+    """How to choose the layers (step 2). Shared by `interlace-hf plan` and `interlace-hf prune`."""
+
+    similarities: str | None = field(default=None, metadata={"help": "directory written by `interlace-hf similarity`"})
+    hs_pack1_path: str | None = field(default=None, metadata={"help": "pack-1 similarity file (instead of a directory)"})
+    hs_pack2_path: str | None = field(default=None, metadata={"help": "pack-2 similarity file"})
+    hs_pack3_path: str | None = field(default=None, metadata={"help": "pack-3 similarity file"})
+    strategy: str | None = field(default=None, metadata={"choices": STRATEGY_CHOICES, "help": "selection strategy"})
+    drop_ratio: float | None = field(default=None, metadata={"help": "fraction of layers to drop, floor(L * r)"})
+    num_drop: int | None = field(default=None, metadata={"help": "number of layers to drop (instead of a ratio)"})
+    seed: int = field(default=42, metadata={"help": "seed (random strategy, SLEB sample)"})
+    protect: str | None = field(default=None, metadata={"help": "layers never dropped, e.g. 0,1"})
+    num_layers: int | None = field(default=None, metadata={"help": "depth of the model (for the paper's similarity files)"})
+    tune_baselines: bool = field(default=False, metadata={"help": "shortgpt/angular/sleb: tune the layer after each drop"})
+    data: str | None = field(default=None, metadata={"help": "sleb: calibration data (.json, dataset dir or Hub id)"})
+    sample_fraction: float = field(default=0.1, metadata={"help": "sleb: fraction of the calibration records"})
+
+    @property
+    def pack_paths(self) -> dict[int, str]:
+        paths = {1: self.hs_pack1_path, 2: self.hs_pack2_path, 3: self.hs_pack3_path}
+        return {k: v for k, v in paths.items() if v}
+
+    def selects(self) -> bool:
+        return self.strategy is not None
+
+    def validate_selection(self, model: str | None = None) -> None:
+        if self.strategy is None:
+            raise ValueError(f"--strategy is required: one of {', '.join(STRATEGY_CHOICES)}.")
+        if self.strategy not in STRATEGY_CHOICES:
+            raise ValueError(f"--strategy must be one of {', '.join(STRATEGY_CHOICES)}, got {self.strategy!r}.")
+        if (self.drop_ratio is None) == (self.num_drop is None):
+            raise ValueError("pass exactly one of --drop-ratio R (e.g. 0.25) or --num-drop N.")
+        if self.similarities and self.pack_paths:
+            raise ValueError("pass either --similarities DIR or --hs-pack{1,2,3}-path files, not both.")
+        if self.strategy == "sleb":
+            if not (model and self.data):
+                raise ValueError("--strategy sleb removes layers by calibration loss: it needs --model M and --data D.")
+        elif self.strategy != "random" and not (self.similarities or self.pack_paths):
+            raise ValueError(
+                f"--strategy {self.strategy} needs similarity scores: pass --similarities DIR (from "
+                "`interlace-hf similarity`) or --hs-pack1-path/--hs-pack2-path/--hs-pack3-path."
+            )
+
+
+@dataclass(kw_only=True)
+class PlanArgs(SelectionArgs):
+    """`interlace-hf plan`: choose which layers to drop, tune and freeze; write plan.json and print the layer map."""
+
+    output: str = field(default="plan.json", metadata={"help": "where to write the plan"})
+    plot: str | None = field(default=None, metadata={"help": "also draw the similarity profile with the roles (PNG)"})
+    model: str | None = field(default=None, metadata={"help": "sleb (and depth for random): the model"})
+    batch_size: int = field(default=1, metadata={"help": "sleb: samples per forward pass"})
+
+
+@dataclass(kw_only=True)
+class PruneArgs(SelectionArgs):
     """`interlace-hf prune`: drop decoder layers of a Qwen3-VL and write the pruned checkpoint."""
 
     model: str = field(metadata={"positional": True, "help": "base model: a local directory or a Hub id"})
@@ -46,8 +104,15 @@ class PruneArgs:
     def validate(self) -> None:
         if not self.output_dir:
             raise ValueError("`--output-dir` is required: the directory the pruned checkpoint is written to.")
-        if (self.drop_layers is None) == (self.plan is None):
-            raise ValueError("pass exactly one of `--drop-layers 3,7` or `--plan plan.json` to say what to drop.")
+        given = [flag for flag, value in (("--drop-layers", self.drop_layers), ("--plan", self.plan),
+                                          ("--strategy", self.strategy)) if value is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "pass exactly one of `--drop-layers 3,7`, `--plan plan.json` or `--strategy S --drop-ratio R "
+                f"--similarities DIR` to say what to drop (got {', '.join(given) or 'none'})."
+            )
+        if self.strategy is not None:
+            self.validate_selection(self.model)
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"`--dtype` must be auto, float32, bfloat16 or float16, got {self.dtype!r}.")
 

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from .args import PruneArgs, SimilarityArgs, TinyArgs, VerifyArgs, add_dataclass_arguments, from_namespace
+from .args import PlanArgs, PruneArgs, SimilarityArgs, TinyArgs, VerifyArgs, add_dataclass_arguments, from_namespace
 from .version import __version__
 
 
@@ -28,35 +28,46 @@ def _cmd_tiny(ns: argparse.Namespace) -> int:
 def _cmd_prune(ns: argparse.Namespace) -> int:
     args = from_namespace(PruneArgs, ns)
     args.validate()
-    from .export import read_model_config
+    from .hub import original_depth, read_model_config
     from .plan import Plan, parse_layer_list
 
     # Everything that can be checked without weights is checked first.
     config = read_model_config(args.model, args.revision)
-    text_config = config["text_config"]
-    original = (config.get("interlace") or {}).get("original_num_hidden_layers") or text_config.get(
-        "original_num_hidden_layers"
-    ) or text_config["num_hidden_layers"]
-    if args.plan is not None:
-        plan = Plan.load(args.plan)
-    else:
-        plan = Plan.from_dropped(original, parse_layer_list(args.drop_layers, "--drop-layers"))
-    if plan.num_layers != original:
-        raise ValueError(
-            f"the plan is for a {plan.num_layers}-layer model but {args.model!r} has {original} decoder layers; "
-            f"make the plan with num_layers={original}."
-        )
-    from .export import choose_format, load_model, resolve_checkpoint, save_pruned
+    depth = original_depth(config)
     from .fileio import check_output_dir
 
-    num_features = len(config.get("vision_config", {}).get("deepstack_visual_indexes", []) or [])
-    chosen = choose_format(args.format, list(plan.kept_layers), num_features, force=args.force)
     check_output_dir(args.output_dir, args.overwrite)
+    from .selection import plan_from_args
+
+    if args.plan is not None:
+        plan = Plan.load(args.plan)
+    elif args.drop_layers is not None:
+        plan = Plan.from_dropped(depth, parse_layer_list(args.drop_layers, "--drop-layers"))
+    elif args.strategy != "sleb":
+        plan, _ = plan_from_args(args, num_layers=depth)  # before any weight is loaded
+    else:
+        plan = None  # sleb ranks layers with the loaded model
+    from .export import choose_format, load_model, save_pruned
+    from .hub import resolve_checkpoint
     from .surgery import prune_model
 
-    print(f"plan: {plan.describe()}")
+    num_features = len(config.get("vision_config", {}).get("deepstack_visual_indexes", []) or [])
+
+    def check(plan):
+        if plan.num_layers != depth:
+            raise ValueError(
+                f"the plan is for a {plan.num_layers}-layer model but {args.model!r} has {depth} decoder layers; "
+                f"make the plan with num_layers={depth}."
+            )
+        return choose_format(args.format, list(plan.kept_layers), num_features, force=args.force)
+
+    chosen = check(plan) if plan is not None else None
     start = time.perf_counter()
     model = load_model(args.model, revision=args.revision, dtype=args.dtype)
+    if plan is None:
+        plan, _ = plan_from_args(args, num_layers=depth, model=model)
+        chosen = check(plan)
+    print(f"plan: {plan.describe()}")
     params_before = sum(p.numel() for p in model.parameters())
     prune_model(model, plan, base_model=args.model)
     params_after = sum(p.numel() for p in model.parameters())
@@ -67,6 +78,40 @@ def _cmd_prune(ns: argparse.Namespace) -> int:
         f"wrote {chosen} checkpoint to {args.output_dir}: {plan.num_layers} -> {plan.num_kept} decoder layers, "
         f"{params_before / 1e6:.2f}M -> {params_after / 1e6:.2f}M parameters ({time.perf_counter() - start:.1f}s)"
     )
+    return 0
+
+
+def _cmd_plan(ns: argparse.Namespace) -> int:
+    args = from_namespace(PlanArgs, ns)
+    args.validate_selection(args.model)
+    from pathlib import Path
+
+    from .selection import plan_from_args
+
+    depth = None
+    if args.model is not None:
+        from .hub import original_depth, read_model_config
+
+        depth = original_depth(read_model_config(args.model))
+    if args.plot:
+        from .layermap import require_matplotlib
+
+        require_matplotlib()
+    plan, tables = plan_from_args(args, num_layers=depth)
+    path = plan.save(Path(args.output))
+    if tables is not None and tables.pack_sizes:
+        from .layermap import render_layer_map
+
+        print(render_layer_map(plan, tables))
+    else:
+        print(plan.describe())
+    print(f"wrote {path}")
+    if args.plot:
+        if tables is None or not tables.pack_sizes:
+            raise ValueError("--plot draws the similarity profile: pass --similarities DIR too.")
+        from .layermap import plot_similarity_profile
+
+        print(f"wrote {plot_similarity_profile(plan, tables, args.plot)}")
     return 0
 
 
@@ -113,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny", help=TinyArgs.__doc__.split(":", 1)[1].strip(), description=TinyArgs.__doc__)
     add_dataclass_arguments(tiny, TinyArgs)
     tiny.set_defaults(func=_cmd_tiny)
+
+    plan = sub.add_parser("plan", help=PlanArgs.__doc__.split(":", 1)[1].strip(), description=PlanArgs.__doc__)
+    add_dataclass_arguments(plan, PlanArgs)
+    plan.set_defaults(func=_cmd_plan)
 
     prune = sub.add_parser("prune", help=PruneArgs.__doc__.split(":", 1)[1].strip(), description=PruneArgs.__doc__)
     add_dataclass_arguments(prune, PruneArgs)

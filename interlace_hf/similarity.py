@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .data import Record, load_records, sample_indices
 from .version import __version__
@@ -294,7 +293,8 @@ def resolve_dtype(dtype: str, device: str):
 
 def run_similarity(args) -> SimilarityResult:
     """`interlace-hf similarity`: load the model and data described by `SimilarityArgs`, score, write the files."""
-    from .export import load_model, read_model_config
+    from .export import load_model
+    from .hub import read_model_config
     from .fileio import check_output_dir
     from .processing import load_processor
 

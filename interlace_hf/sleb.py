@@ -132,3 +132,29 @@ def select_sleb(
         drop_ratio=drop_ratio,
         metadata={"num_drop": num_drop, "protected_layers": sorted(protected), "removal_order": history},
     )
+
+
+def run_sleb(args, protected_layers=(), *, model=None) -> Plan:
+    """`--strategy sleb` from `SelectionArgs`: sample the calibration data, load the model if needed, select."""
+    from .data import load_records, sample_indices
+    from .export import load_model
+    from .processing import load_processor
+    from .selection import num_to_drop
+
+    records, _ = load_records(args.data)
+    samples = [records[i] for i in sample_indices(len(records), args.sample_fraction, args.seed)]
+    if model is None:
+        model = load_model(args.model)
+    processor = load_processor(args.model)
+    num_layers = len(model.model.language_model.layers)
+    n = num_to_drop(num_layers, drop_ratio=args.drop_ratio, num_drop=args.num_drop)
+    return select_sleb(
+        model,
+        processor,
+        samples,
+        n,
+        protected_layers=protected_layers,
+        batch_size=getattr(args, "batch_size", 1),
+        drop_ratio=args.drop_ratio,
+        tune_baselines=args.tune_baselines,
+    )

@@ -19,12 +19,12 @@ from .modeling import (
     InterlaceQwen3VLTextModel,
     deepstack_injection_positions,
 )
+from .hub import SUPPORTED_MODEL_TYPES
 from .plan import Plan
 from .version import __version__
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MODEL_TYPES = ("qwen3_vl", "interlace_qwen3_vl")
 
 # Per-layer config lists (one entry per decoder layer): sliced with the layers.
 _PER_LAYER_KEYS = ("layer_types", "no_rope_layers", "sliding_window_layers", "attention_chunk_sizes")

@@ -153,7 +153,7 @@ def test_cli_prune(tiny_model_dir, tmp_path, capsys):
     "argv, match",
     [
         (["--drop-layers", "3"], "`--output-dir` is required"),
-        (["--output-dir", "{tmp}/o"], "pass exactly one of `--drop-layers 3,7` or `--plan plan.json`"),
+        (["--output-dir", "{tmp}/o"], "pass exactly one of `--drop-layers 3,7`, `--plan plan.json` or `--strategy S"),
         (["--drop-layers", "3", "--plan", "p.json", "--output-dir", "{tmp}/o"], "pass exactly one of"),
         (["--drop-layers", "3,x", "--output-dir", "{tmp}/o"], "`--drop-layers` got '3,x'"),
         (["--drop-layers", "12", "--output-dir", "{tmp}/o"], r"out-of-range layer indices \[12\]"),

@@ -1,0 +1,112 @@
+"""`interlace-hf plan`, `interlace-hf prune --similarities ... --strategy ...`, and the SLEB baseline."""
+
+import copy
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText
+
+from interlace_hf.cli import main
+from interlace_hf.data import load_records
+from interlace_hf.plan import Plan
+from interlace_hf.selection import load_similarity_tables, select_layers
+from interlace_hf.sleb import build_loss_batches, calibration_loss, select_sleb
+from interlace_hf.surgery import prune_model
+
+
+@pytest.fixture(scope="module")
+def similarity_dir(tiny_model_dir, llava_json, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "sim"
+    assert main(["similarity", "--model", str(tiny_model_dir), "--data", str(llava_json), "--output-dir", str(out),
+                 "--sample-fraction", "1.0", "--batch-size", "5", "--pack-sizes", "1", "2", "3", "4"]) == 0
+    return out
+
+
+def test_plan_writes_json_layer_map_and_plot(similarity_dir, tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--similarities", str(similarity_dir), "--strategy", "interlace", "--drop-ratio", "0.25",
+                 "--output", str(out), "--plot", str(tmp_path / "plan.png")]) == 0
+    printed = capsys.readouterr().out
+    plan = Plan.load(out)
+    expected = select_layers(load_similarity_tables(similarity_dir), "interlace", drop_ratio=0.25)
+    assert plan == expected and len(plan.dropped_layers) == 3 and len(plan.anchor_layers) == 3
+    rows = [line for line in printed.splitlines() if line.strip()[:2].strip().isdigit()]
+    assert len(rows) == 12
+    for layer in plan.dropped_layers:
+        assert f"{layer:>5}  DROP" in printed
+    assert (tmp_path / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(out.read_text())
+    assert {"dropped_layers", "tuned_layers", "anchor_layers", "kept_layers", "num_layers", "strategy",
+            "drop_ratio"} <= set(data)
+
+
+def test_plan_from_explicit_pack_files_and_protect(similarity_dir, tmp_path):
+    paths = {k: next(similarity_dir.glob(f"*_pack{k}_hidden_state_similarities.json")) for k in (1, 2, 3)}
+    out = tmp_path / "p.json"
+    assert main(["plan", "--hs-pack1-path", str(paths[1]), "--hs-pack2-path", str(paths[2]), "--hs-pack3-path",
+                 str(paths[3]), "--strategy", "shortgpt", "--num-drop", "2", "--protect", "10,11",
+                 "--output", str(out)]) == 0
+    plan = Plan.load(out)
+    assert not {10, 11} & set(plan.dropped_layers) and len(plan.dropped_layers) == 2
+    assert main(["plan", "--similarities", str(similarity_dir), "--strategy", "angular", "--num-drop", "4",
+                 "--output", str(out)]) == 0
+    dropped = Plan.load(out).dropped_layers
+    assert list(dropped) == list(range(dropped[0], dropped[0] + 4))  # one contiguous block
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--strategy", "interlace", "--drop-ratio", "0.25"], "needs similarity scores: pass --similarities DIR"),
+        (["--similarities", "{sim}", "--drop-ratio", "0.25"], "--strategy is required"),
+        (["--similarities", "{sim}", "--strategy", "interlace"], "exactly one of --drop-ratio R"),
+        (["--similarities", "{sim}", "--strategy", "interlace", "--drop-ratio", "0.25", "--num-drop", "2"],
+         "exactly one of --drop-ratio R"),
+        (["--strategy", "sleb", "--num-drop", "1"], "it needs --model M and --data D"),
+        (["--strategy", "random", "--num-drop", "1"], "needs the model depth: pass --num-layers N or --model M"),
+        (["--similarities", "{sim}", "--strategy", "interlace", "--num-drop", "11"], "found only 4 of the 11 layers to drop"),
+        (["--similarities", "{sim}", "--strategy", "angular", "--num-drop", "5"], "--pack-sizes 1 2 3 5"),
+        (["--similarities", "{sim}", "--strategy", "interlace", "--num-drop", "1", "--protect", "x"],
+         "`--protect` got 'x'"),
+    ],
+)
+def test_plan_bad_input(similarity_dir, tmp_path, capsys, argv, match):
+    argv = [a.replace("{sim}", str(similarity_dir)) for a in argv]
+    assert main(["plan", *argv, "--output", str(tmp_path / "p.json")]) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_prune_with_similarities_and_strategy(tiny_model_dir, similarity_dir, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    assert main(["prune", str(tiny_model_dir), "--similarities", str(similarity_dir), "--strategy", "interlace",
+                 "--drop-ratio", "0.25", "--output-dir", str(out)]) == 0
+    plan = Plan.load(out)
+    assert plan == select_layers(load_similarity_tables(similarity_dir), "interlace", drop_ratio=0.25)
+    config = json.loads((out / "config.json").read_text())
+    assert config["interlace"]["plan"]["tuned_layers"] == list(plan.tuned_layers)
+    assert config["text_config"]["num_hidden_layers"] == 9
+    assert main(["prune", str(tiny_model_dir), "--strategy", "random", "--num-drop", "2", "--seed", "3",
+                 "--output-dir", str(tmp_path / "random")]) == 0
+    assert len(Plan.load(tmp_path / "random").dropped_layers) == 2
+
+
+def test_sleb_removes_the_layer_that_hurts_the_loss_least(tiny_model_dir, tiny_processor, llava_json):
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    records = load_records(str(llava_json))[0][:4]
+    plan = select_sleb(model, tiny_processor, records, 2, protected_layers=(0,), progress=False)
+    assert plan.strategy == "sleb" and len(plan.dropped_layers) == 2 and 0 not in plan.dropped_layers
+    # Independently: the loss of each really pruned model; SLEB's first pick is the argmin.
+    batches = build_loss_batches(tiny_processor, records)
+    losses = {}
+    for layer in range(1, 12):
+        pruned = prune_model(copy.deepcopy(model), Plan.from_dropped(12, (layer,)))
+        losses[layer] = calibration_loss(pruned, batches)
+    first = plan.metadata["removal_order"][0]
+    assert first["dropped"] == min(losses, key=losses.get)
+    assert first["loss"] == pytest.approx(losses[first["dropped"]], abs=1e-5)
+    tuned = select_sleb(model, tiny_processor, records, 1, tune_baselines=True, progress=False)
+    assert tuned.tuned_layers == (tuned.dropped_layers[0] + 1,)
+    with pytest.raises(ValueError, match="only 1 are not protected"):
+        select_sleb(model, tiny_processor, records, 2, protected_layers=range(11), progress=False)
