@@ -62,7 +62,7 @@ class BlockSimilarityRecorder:
             raise ValueError(f"--pack-sizes {too_big} do not fit a {num_layers}-layer model; use 1..{num_layers}.")
         self.num_layers = num_layers
         self.token_mask: torch.Tensor | None = None
-        self._states: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._states: dict[int, torch.Tensor] = {}  # unit-normalised states still needed
         self._weights: torch.Tensor | None = None
         # scores[k][i]: per-sample tensors of the current batch
         self.batch_scores: dict[int, dict[int, torch.Tensor]] = {}
@@ -107,20 +107,18 @@ class BlockSimilarityRecorder:
         return out
 
     def _on_state(self, j: int, hidden: torch.Tensor) -> None:
-        # Each state's norm is computed once and reused by every block it closes or opens (up to 2 * len(packs)
-        # pairs); the per-token dot products go through einsum (a batched matmul, no [B, T, H] temporary).
+        # Each state is normalised once and reused by every block it closes or opens (up to 2 * len(packs) pairs);
+        # a block's score is then a single contraction: sum over tokens t of weight[t] * <unit_a[t], unit_b[t]>.
         state = hidden.float()
-        norm = torch.linalg.vector_norm(state, dim=-1).clamp_min(1e-8)
+        unit = state / torch.linalg.vector_norm(state, dim=-1, keepdim=True).clamp_min(1e-8)
         if self._weights is None:
             mask = self.token_mask.to(state.device, state.dtype)
             self._weights = mask / mask.sum(dim=1, keepdim=True)  # a masked mean over each sample's tokens
         for k in self.pack_sizes:
             start = self._states.get(j - k)
             if start is not None:
-                start_state, start_norm = start
-                cos = torch.einsum("bth,bth->bt", start_state, state) / (start_norm * norm)
-                self.batch_scores[k][j - k] = (cos * self._weights).sum(dim=1)
-        self._states[j] = (state, norm)
+                self.batch_scores[k][j - k] = torch.einsum("bth,bth,bt->b", start, unit, self._weights)
+        self._states[j] = unit
         self._states.pop(j - self.pack_sizes[-1] - 1, None)
         if j == self.num_layers:
             self._states.clear()
