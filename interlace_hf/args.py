@@ -118,6 +118,17 @@ class PruneArgs(SelectionArgs):
 
 
 @dataclass
+class SyntheticArgs:
+    """`interlace-hf data synthetic`: a synthetic image question-answer set (drawn shapes), LLaVA-style JSON."""
+
+    output_dir: str = field(metadata={"positional": True, "help": "directory to write images + synthetic.json to"})
+    num: int = field(default=200, metadata={"help": "number of records"})
+    seed: int = field(default=0, metadata={"help": "random seed; the same seed gives the same set"})
+    image_size: int = field(default=64, metadata={"help": "image side in pixels"})
+    overwrite: bool = field(default=False, metadata={"help": "replace a non-empty OUTPUT_DIR"})
+
+
+@dataclass
 class VerifyArgs:
     """`interlace-hf verify`: check a pruned checkpoint computes what its base computes with the layers skipped."""
 

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from .args import PlanArgs, PruneArgs, SimilarityArgs, TinyArgs, VerifyArgs, add_dataclass_arguments, from_namespace
+from .args import PlanArgs, PruneArgs, SimilarityArgs, SyntheticArgs, TinyArgs, VerifyArgs, add_dataclass_arguments, from_namespace
 from .version import __version__
 
 
@@ -115,6 +115,16 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_synthetic(ns: argparse.Namespace) -> int:
+    args = from_namespace(SyntheticArgs, ns)
+    from .synthetic import make_synthetic
+
+    path = make_synthetic(args.output_dir, num=args.num, seed=args.seed, image_size=args.image_size,
+                          overwrite=args.overwrite)
+    print(f"wrote {args.num} synthetic records to {path}")
+    return 0
+
+
 def _cmd_verify(ns: argparse.Namespace) -> int:
     args = from_namespace(VerifyArgs, ns)
     from .verify import verify_pruned
@@ -166,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     prune = sub.add_parser("prune", help=PruneArgs.__doc__.split(":", 1)[1].strip(), description=PruneArgs.__doc__)
     add_dataclass_arguments(prune, PruneArgs)
     prune.set_defaults(func=_cmd_prune)
+
+    data = sub.add_parser("data", help="calibration and training data", description="calibration and training data")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    synthetic = data_sub.add_parser("synthetic", help=SyntheticArgs.__doc__.split(":", 1)[1].strip(),
+                                    description=SyntheticArgs.__doc__)
+    add_dataclass_arguments(synthetic, SyntheticArgs)
+    synthetic.set_defaults(func=_cmd_data_synthetic)
 
     similarity = sub.add_parser(
         "similarity", help=SimilarityArgs.__doc__.split(":", 1)[1].strip(), description=SimilarityArgs.__doc__
