@@ -10,7 +10,16 @@ import logging
 import sys
 import time
 
-from .args import PlanArgs, PruneArgs, SimilarityArgs, SyntheticArgs, TinyArgs, VerifyArgs, add_dataclass_arguments, from_namespace
+from .args import (
+    PlanArgs,
+    PruneArgs,
+    SimilarityArgs,
+    SyntheticArgs,
+    TinyArgs,
+    VerifyArgs,
+    add_dataclass_arguments,
+    from_namespace,
+)
 from .version import __version__
 
 
@@ -28,17 +37,16 @@ def _cmd_tiny(ns: argparse.Namespace) -> int:
 def _cmd_prune(ns: argparse.Namespace) -> int:
     args = from_namespace(PruneArgs, ns)
     args.validate()
-    from .hub import original_depth, read_model_config
+    from .export import choose_format
+    from .fileio import check_output_dir
+    from .hub import original_depth, read_model_config, resolve_checkpoint
     from .plan import Plan, parse_layer_list
+    from .selection import plan_from_args
 
     # Everything that can be checked without weights is checked first.
     config = read_model_config(args.model, args.revision)
     depth = original_depth(config)
-    from .fileio import check_output_dir
-
     check_output_dir(args.output_dir, args.overwrite)
-    from .selection import plan_from_args
-
     if args.plan is not None:
         plan = Plan.load(args.plan)
     elif args.drop_layers is not None:
@@ -47,10 +55,6 @@ def _cmd_prune(ns: argparse.Namespace) -> int:
         plan, _ = plan_from_args(args, num_layers=depth)  # before any weight is loaded
     else:
         plan = None  # sleb ranks layers with the loaded model
-    from .export import choose_format, load_model, save_pruned
-    from .hub import resolve_checkpoint
-    from .surgery import prune_model
-
     num_features = len(config.get("vision_config", {}).get("deepstack_visual_indexes", []) or [])
 
     def check(plan):
@@ -62,6 +66,9 @@ def _cmd_prune(ns: argparse.Namespace) -> int:
         return choose_format(args.format, list(plan.kept_layers), num_features, force=args.force)
 
     chosen = check(plan) if plan is not None else None
+    from .export import load_model, save_pruned
+    from .surgery import prune_model
+
     start = time.perf_counter()
     model = load_model(args.model, revision=args.revision, dtype=args.dtype)
     if plan is None:
@@ -156,6 +163,14 @@ def _cmd_similarity(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _add_command(subparsers, name: str, args_class: type, func) -> None:
+    """One subcommand: its flags are the fields of `args_class`, its help the class docstring."""
+    summary = args_class.__doc__.split(":", 1)[1].strip()
+    command = subparsers.add_parser(name, help=summary, description=args_class.__doc__)
+    add_dataclass_arguments(command, args_class)
+    command.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="interlace-hf",
@@ -164,35 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"interlace-hf {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    tiny = sub.add_parser("tiny", help=TinyArgs.__doc__.split(":", 1)[1].strip(), description=TinyArgs.__doc__)
-    add_dataclass_arguments(tiny, TinyArgs)
-    tiny.set_defaults(func=_cmd_tiny)
-
-    plan = sub.add_parser("plan", help=PlanArgs.__doc__.split(":", 1)[1].strip(), description=PlanArgs.__doc__)
-    add_dataclass_arguments(plan, PlanArgs)
-    plan.set_defaults(func=_cmd_plan)
-
-    prune = sub.add_parser("prune", help=PruneArgs.__doc__.split(":", 1)[1].strip(), description=PruneArgs.__doc__)
-    add_dataclass_arguments(prune, PruneArgs)
-    prune.set_defaults(func=_cmd_prune)
-
+    _add_command(sub, "tiny", TinyArgs, _cmd_tiny)
     data = sub.add_parser("data", help="calibration and training data", description="calibration and training data")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
-    synthetic = data_sub.add_parser("synthetic", help=SyntheticArgs.__doc__.split(":", 1)[1].strip(),
-                                    description=SyntheticArgs.__doc__)
-    add_dataclass_arguments(synthetic, SyntheticArgs)
-    synthetic.set_defaults(func=_cmd_data_synthetic)
-
-    similarity = sub.add_parser(
-        "similarity", help=SimilarityArgs.__doc__.split(":", 1)[1].strip(), description=SimilarityArgs.__doc__
-    )
-    add_dataclass_arguments(similarity, SimilarityArgs)
-    similarity.set_defaults(func=_cmd_similarity)
-
-    verify = sub.add_parser("verify", help=VerifyArgs.__doc__.split(":", 1)[1].strip(), description=VerifyArgs.__doc__)
-    add_dataclass_arguments(verify, VerifyArgs)
-    verify.set_defaults(func=_cmd_verify)
+    _add_command(data_sub, "synthetic", SyntheticArgs, _cmd_data_synthetic)
+    _add_command(sub, "similarity", SimilarityArgs, _cmd_similarity)
+    _add_command(sub, "plan", PlanArgs, _cmd_plan)
+    _add_command(sub, "prune", PruneArgs, _cmd_prune)
+    _add_command(sub, "verify", VerifyArgs, _cmd_verify)
     return parser
 
 

@@ -108,7 +108,8 @@ class BlockSimilarityRecorder:
 
     def _on_state(self, j: int, hidden: torch.Tensor) -> None:
         # Each state is normalised once and reused by every block it closes or opens (up to 2 * len(packs) pairs);
-        # a block's score is then a single contraction: sum over tokens t of weight[t] * <unit_a[t], unit_b[t]>.
+        # a block's score is then sum over tokens t of weight[t] * <unit_a[t], unit_b[t]> (per-token dot products,
+        # then the masked mean).
         state = hidden.float()
         unit = state / torch.linalg.vector_norm(state, dim=-1, keepdim=True).clamp_min(1e-8)
         if self._weights is None:
@@ -117,7 +118,7 @@ class BlockSimilarityRecorder:
         for k in self.pack_sizes:
             start = self._states.get(j - k)
             if start is not None:
-                self.batch_scores[k][j - k] = torch.einsum("bth,bth,bt->b", start, unit, self._weights)
+                self.batch_scores[k][j - k] = (torch.linalg.vecdot(start, unit) * self._weights).sum(dim=1)
         self._states[j] = unit
         self._states.pop(j - self.pack_sizes[-1] - 1, None)
         if j == self.num_layers:
