@@ -117,6 +117,42 @@ class PruneArgs(SelectionArgs):
             raise ValueError(f"`--dtype` must be auto, float32, bfloat16 or float16, got {self.dtype!r}.")
 
 
+@dataclass(kw_only=True)
+class TrainArgs:
+    """`interlace-hf train`: the model and data of the selective fine-tune (the trainer's own settings are the
+    fields of `InterlaceSFTConfig`, i.e. TRL's `SFTConfig` with the paper's defaults). The `seed` is the trainer's."""
+
+    model: str = field(default="", metadata={"help": "a pruned checkpoint, or a base model with --plan / --strategy"})
+    revision: str | None = field(default=None, metadata={"help": "revision of the model on the Hub"})
+    plan: str | None = field(default=None, metadata={"help": "plan.json (default: the pruned checkpoint's own)"})
+    similarities: str | None = field(default=None, metadata={"help": "base model: choose the plan from these"})
+    strategy: str | None = field(default=None, metadata={"choices": STRATEGY_CHOICES, "help": "base model: strategy"})
+    drop_ratio: float | None = field(default=None, metadata={"help": "base model: fraction of layers to drop"})
+    num_drop: int | None = field(default=None, metadata={"help": "base model: number of layers to drop"})
+    protect: str | None = field(default=None, metadata={"help": "base model: layers never dropped, e.g. 0,1"})
+    tune_baselines: bool = field(default=False, metadata={"help": "baselines: tune the layer after each drop"})
+    dataset: str = field(default="", metadata={"help": "training data: LLaVA .json, dataset directory or Hub id"})
+    dataset_subset: str | None = field(default=None, metadata={"help": "dataset configuration"})
+    dataset_split: str = field(default="train", metadata={"help": "dataset split"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N records"})
+
+    def validate(self) -> None:
+        missing = [_flag(n) for n in ("model", "dataset") if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} required (in the recipe or on the command line).")
+        if self.plan and self.strategy:
+            raise ValueError("pass either --plan plan.json or --strategy S (with --similarities), not both.")
+        if self.strategy and (self.drop_ratio is None) == (self.num_drop is None):
+            raise ValueError("with --strategy, pass exactly one of --drop-ratio R or --num-drop N.")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"--max-train-samples must be >= 1, got {self.max_train_samples}.")
+
+    def selection_args(self, seed: int) -> SelectionArgs:
+        return SelectionArgs(similarities=self.similarities, strategy=self.strategy, drop_ratio=self.drop_ratio,
+                             num_drop=self.num_drop, seed=seed, protect=self.protect,
+                             tune_baselines=self.tune_baselines)
+
+
 @dataclass
 class SyntheticArgs:
     """`interlace-hf data synthetic`: a synthetic image question-answer set (drawn shapes), LLaVA-style JSON."""

@@ -187,10 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(sub, "plan", PlanArgs, _cmd_plan)
     _add_command(sub, "prune", PruneArgs, _cmd_prune)
     _add_command(sub, "verify", VerifyArgs, _cmd_verify)
+    # `train` parses its own flags (TrainArgs + the trainer's SFTConfig fields, which import torch): see main().
+    sub.add_parser("train", add_help=False, help="fine-tune the plan's tuned layers from a YAML recipe (--config)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:
+        from .train import main as train_main
+
+        return train_main(argv[1:])
     parser = build_parser()
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
