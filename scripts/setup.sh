@@ -32,6 +32,7 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   pip_install "torch==2.13.0"
 fi
 echo "setup: installing interlace-hf[$EXTRAS] (editable)" >&2
-pip_install -e ".[$EXTRAS]"
+# DeepSpeed builds from its sdist; DS_BUILD_OPS=0 skips compiling its CUDA ops (JIT-built on first use instead).
+DS_BUILD_OPS=0 pip_install -e ".[$EXTRAS]"
 "$PY" -c "import torch, transformers, interlace_hf; print('setup: torch', torch.__version__, '| transformers', transformers.__version__, '| interlace-hf', interlace_hf.__version__)" >&2
 echo "$want" > "$stamp"

@@ -1,0 +1,254 @@
+"""The selective fine-tune: exactly the tuned layers train, assistant-only labels, recipes, resume, DeepSpeed."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText
+from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+from interlace_hf.args import TrainArgs
+from interlace_hf.cli import main
+from interlace_hf.plan import Plan
+from interlace_hf.surgery import prune_model
+from interlace_hf.synthetic import make_synthetic
+from interlace_hf.train import build_train_dataset, parse_train_args, run_training
+from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer, freeze_for_plan
+
+REPO = Path(__file__).resolve().parents[1]
+PLAN = Plan(12, dropped_layers=(2, 5, 10), tuned_layers=(1, 4, 9), anchor_layers=(3, 6, 11), strategy="interlace")
+
+
+@pytest.fixture(scope="module")
+def synthetic_json(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp("syn") / "data", num=24, seed=1)
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_json):
+    return build_train_dataset(TrainArgs(model="x", dataset=str(synthetic_json)))[0]
+
+
+def pruned(tiny_model_dir, plan=PLAN):
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    return prune_model(model, plan)
+
+
+def config(tmp_path, **overrides):
+    base = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                learning_rate=1e-3, max_steps=3, logging_steps=1, save_strategy="no", report_to="none",
+                max_pixels=128 * 128, min_pixels=32 * 32, seed=0, dataloader_pin_memory=False)
+    base.update(overrides)
+    return InterlaceSFTConfig(**base)
+
+
+def test_paper_defaults():
+    args = InterlaceSFTConfig(output_dir="x")
+    assert (args.learning_rate, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (1e-5, 16, 2)
+    assert str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)) == "cosine"
+    assert (args.warmup_steps, args.weight_decay, args.max_grad_norm, args.num_train_epochs) == (0.03, 0.0, 1.0, 1.0)
+    assert str(getattr(args.optim, "value", args.optim)) == "adamw_torch"
+    assert (args.max_pixels, args.min_pixels) == (50176, 784)
+    assert args.assistant_only_loss and args.bf16 == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    with pytest.raises(ValueError, match="--min-pixels .* must be >= 1 and <= --max-pixels"):
+        InterlaceSFTConfig(output_dir="x", min_pixels=100, max_pixels=10)
+
+
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_only_tuned_layers_change(tiny_model_dir, tiny_processor, dataset, tmp_path, checkpointing):
+    model = pruned(tiny_model_dir)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = InterlaceSFTTrainer(model, PLAN, args=config(tmp_path, activation_checkpointing=checkpointing),
+                                  train_dataset=dataset, processing_class=tiny_processor)
+    trainer.train()
+    kept = list(PLAN.kept_layers)
+    tuned_prefixes = [f"model.language_model.layers.{kept.index(i)}." for i in PLAN.tuned_layers]
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    changed, unchanged = [], []
+    for name, param in model.named_parameters():
+        tuned = name.startswith(tuple(tuned_prefixes))
+        assert param.requires_grad == tuned, name
+        assert (id(param) in optimized) == tuned, f"{name}: optimizer state must exist exactly for tuned parameters"
+        if not tuned:
+            assert param.grad is None, f"{name} has a gradient buffer"
+            assert torch.equal(param, before[name]), f"frozen {name} changed"
+            unchanged.append(name)
+        elif not torch.equal(param, before[name]):
+            changed.append(name)
+    tuned_names = [n for n, _ in model.named_parameters() if n.startswith(tuple(tuned_prefixes))]
+    assert sorted(changed) == sorted(tuned_names), set(tuned_names) - set(changed)
+    for must_be_frozen in ("model.visual.patch_embed.proj.weight", "model.visual.merger.linear_fc1.weight",
+                           "model.visual.deepstack_merger_list.0.linear_fc1.weight", "lm_head.weight",
+                           "model.language_model.embed_tokens.weight", "model.language_model.norm.weight",
+                           f"model.language_model.layers.{kept.index(3)}.mlp.up_proj.weight"):  # an anchor
+        assert must_be_frozen in unchanged
+
+
+def test_optional_merger_and_lm_head(tiny_model_dir, tmp_path):
+    model = pruned(tiny_model_dir)
+    trainable, total = freeze_for_plan(model, PLAN, tune_merger=True, tune_lm_head=True)
+    assert model.lm_head.weight.requires_grad and all(p.requires_grad for p in model.model.visual.merger.parameters())
+    assert not model.model.visual.deepstack_merger_list[0].linear_fc1.weight.requires_grad
+    assert trainable == sum(p.numel() for p in model.parameters() if p.requires_grad) and total > trainable
+    with pytest.raises(ValueError, match="tunes no layers, so there is nothing to train"):
+        freeze_for_plan(pruned(tiny_model_dir, Plan.from_dropped(12, (2, 5, 10))), Plan.from_dropped(12, (2, 5, 10)))
+    with pytest.raises(ValueError, match="prune the model with this plan first"):
+        freeze_for_plan(pruned(tiny_model_dir), Plan(12, (1,), tuned_layers=(2,)))
+
+
+def test_labels_cover_only_the_assistant_answer(tiny_processor):
+    collator = DataCollatorForVisionLanguageModeling(tiny_processor, assistant_only_loss=True)
+    from PIL import Image
+
+    examples = [
+        {"images": [Image.new("RGB", (64, 64), "red")], "messages": [
+            {"role": "user", "content": "What colour is the square?"}, {"role": "assistant", "content": "red"},
+            {"role": "user", "content": "And the circle?"}, {"role": "assistant", "content": "blue, two of them"}]},
+        {"images": [], "messages": [{"role": "user", "content": "Say yes."}, {"role": "assistant", "content": "yes"}]},
+    ]
+    batch = collator(examples)
+    tokenizer = tiny_processor.tokenizer
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    expected = [
+        tokenizer("red")["input_ids"] + [im_end] + tokenizer("blue, two of them")["input_ids"] + [im_end],
+        tokenizer("yes")["input_ids"] + [im_end],
+    ]
+    for row, want in zip(batch["labels"], expected):
+        assert [t for t in row.tolist() if t != -100] == want
+    image_token = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert (batch["input_ids"] == image_token).any() and not (batch["labels"] == image_token).any()
+
+
+def test_recipes_parse_without_loading_a_model(tmp_path):
+    recipes = sorted((REPO / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 9
+    for recipe in recipes:
+        train_args, sft, text = parse_train_args(["--config", str(recipe)])
+        assert train_args.model and train_args.dataset and sft.output_dir, recipe
+        assert isinstance(sft.learning_rate, float)  # PyYAML reads 1e-5 as a string: converted
+    train_args, sft, _ = parse_train_args(["--config", str(REPO / "recipes/qwen3-vl-8b-interlace-25pc.yaml"),
+                                           "--learning_rate", "2e-5"])
+    assert sft.learning_rate == 2e-5 and train_args.strategy == "interlace" and train_args.drop_ratio == 0.25
+    assert sft.per_device_train_batch_size == 16 and sft.gradient_accumulation_steps == 2 and sft.max_pixels == 50176
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: m\ndataset: d\nlearnig_rate: 1e-5\nfoo: 1\n")
+    with pytest.raises(ValueError, match=r"unknown recipe keys \['foo', 'learnig_rate'\]"):
+        parse_train_args(["--config", str(bad)])
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="a recipe is a mapping"):
+        parse_train_args(["--config", str(bad)])
+    with pytest.raises(ValueError, match="does not exist"):
+        parse_train_args(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_resume_continues_step_count_and_schedule(tiny_model_dir, tiny_processor, dataset, tmp_path):
+    from transformers import TrainerCallback
+
+    class CountSteps(TrainerCallback):
+        def __init__(self):
+            self.steps = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
+
+    def run(output_dir, resume=None, max_steps=6):
+        model = pruned(tiny_model_dir)
+        args = config(tmp_path, output_dir=str(output_dir), max_steps=max_steps, save_strategy="steps", save_steps=2,
+                      lr_scheduler_type="cosine", warmup_steps=1)
+        counter = CountSteps()
+        trainer = InterlaceSFTTrainer(model, PLAN, args=args, train_dataset=dataset, processing_class=tiny_processor,
+                                      callbacks=[counter])
+        trainer.train(resume_from_checkpoint=resume)
+        trainer.executed_steps = counter.steps
+        return trainer
+
+    full = run(tmp_path / "full")
+    first = tmp_path / "resumed"
+    run(first, max_steps=6).state  # writes checkpoint-2, -4, -6
+    resumed = run(first, resume=str(first / "checkpoint-2"))
+    assert resumed.state.global_step == 6
+    lrs = lambda t: [(e["step"], e["learning_rate"]) for e in t.state.log_history if "learning_rate" in e]  # noqa: E731
+    assert resumed.executed_steps == [3, 4, 5, 6]  # continued after step 2, not from 0
+    assert dict(lrs(resumed)) == dict(lrs(full))  # the same schedule, step for step
+    assert len(lrs(full)) == 6
+    assert (first / "checkpoint-2" / "plan.json").is_file()
+    saved = json.loads((first / "checkpoint-2" / "config.json").read_text())
+    assert saved["model_type"] == "interlace_qwen3_vl" and "auto_map" in saved
+    for (name, a), b in zip(full.model.named_parameters(), resumed.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_train_command_from_a_base_model_and_plan(tiny_model_dir, synthetic_json, tmp_path):
+    plan_file = PLAN.save(tmp_path / "plan.json")
+    out = tmp_path / "ft"
+    rc = main(["train", "--model", str(tiny_model_dir), "--plan", str(plan_file), "--dataset", str(synthetic_json),
+               "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+               "--max_pixels", "16384", "--min_pixels", "1024", "--dataloader_pin_memory", "false"])
+    assert rc == 0
+    assert Plan.load(out) == PLAN
+    card = (out / "README.md").read_text()
+    assert "- interlace" in card and "- layer-pruning" in card and "trust_remote_code=True" in card
+    reloaded = AutoModelForImageTextToText.from_pretrained(out)
+    assert reloaded.config.kept_layers == list(PLAN.kept_layers)
+    assert json.loads((out / "interlace_train.json").read_text())["plan"] == str(plan_file)
+
+
+def test_train_bad_input(tiny_model_dir, tmp_path, capsys):
+    (tmp_path / "noanswer.json").write_text(json.dumps([{"conversations": [{"from": "human", "value": "hi"}]}]))
+    cases = [
+        (["--dataset", "d.json"], "--model required"),
+        (["--model", str(tiny_model_dir)], "--dataset required"),
+        (["--model", str(tiny_model_dir), "--dataset", str(tmp_path / "noanswer.json")], "no record with an assistant"),
+        (["--model", str(tiny_model_dir), "--dataset", str(tmp_path / "noanswer.json"), "--plan", "p.json",
+          "--strategy", "interlace"], "either --plan plan.json or --strategy S"),
+    ]
+    for argv, match in cases:
+        assert main(["train", *argv, "--output_dir", str(tmp_path / "o")]) == 2
+        assert match in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is a dense model: pass --plan plan.json"):
+        syn = make_synthetic(tmp_path / "syn", num=2)
+        run_training(TrainArgs(model=str(tiny_model_dir), dataset=str(syn)), config(tmp_path))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_deepspeed_zero3_on_cpu_trains_and_saves_the_full_model(tiny_model_dir, synthetic_json, tmp_path):
+    pytest.importorskip("deepspeed")
+    ds_config = {"zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True},
+                 "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+                 "gradient_clipping": "auto", "optimizer": {"type": "AdamW", "params": {"lr": "auto"}},
+                 "zero_allow_untested_optimizer": True}
+    (tmp_path / "ds.json").write_text(json.dumps(ds_config))
+    plan_file = PLAN.save(tmp_path / "plan.json")
+    out = tmp_path / "ds-out"
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port()), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "interlace_hf.train", "--model", str(tiny_model_dir), "--plan", str(plan_file),
+           "--dataset", str(synthetic_json), "--output_dir", str(out), "--max_steps", "2",
+           "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-3",
+           "--max_pixels", "16384", "--min_pixels", "1024", "--deepspeed", str(tmp_path / "ds.json"),
+           "--save_strategy", "no", "--dataloader_pin_memory", "false", "--use_cpu", "true"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    saved = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32)
+    reference = pruned(tiny_model_dir)
+    kept = list(PLAN.kept_layers)
+    tuned_prefixes = tuple(f"model.language_model.layers.{kept.index(i)}." for i in PLAN.tuned_layers)
+    ref = dict(reference.named_parameters())
+    changed = 0
+    for name, param in saved.named_parameters():
+        assert param.shape == ref[name].shape, name  # gathered, not a ZeRO-3 shard
+        if name.startswith(tuned_prefixes):
+            changed += not torch.equal(param, ref[name])
+        else:
+            torch.testing.assert_close(param, ref[name], rtol=0, atol=0, msg=name)
+    assert changed > 0
