@@ -153,6 +153,23 @@ class TrainArgs:
                              tune_baselines=self.tune_baselines)
 
 
+@dataclass(kw_only=True)
+class PrepareArgs:
+    """`interlace-hf data prepare`: stream a fraction of every subset of FineVision (or a domain set) to local files."""
+
+    dataset: str = field(default="HuggingFaceM4/FineVision",
+                         metadata={"help": "Hub id, local copy, or chartqa|textvqa|scienceqa"})
+    fraction: float = field(default=0.01, metadata={"help": "fraction of each subset to keep (paper: 0.01)"})
+    output_dir: str = field(default="", metadata={"help": "where images + train.json + summary.json go (required)"})
+    sampling: str = field(default="first", metadata={"choices": ["first", "random"],
+                                                      "help": "first records (the paper's) or a seeded random sample"})
+    seed: int = field(default=42, metadata={"help": "seed of --sampling random"})
+    max_images: int = field(default=3, metadata={"help": "skip records with more images than this"})
+    subsets: list[str] | None = field(default=None, metadata={"help": "only these subsets (default: all)"})
+    split: str = field(default="train", metadata={"help": "dataset split"})
+    overwrite: bool = field(default=False, metadata={"help": "start over in a non-empty --output-dir"})
+
+
 @dataclass
 class SyntheticArgs:
     """`interlace-hf data synthetic`: a synthetic image question-answer set (drawn shapes), LLaVA-style JSON."""
@@ -228,8 +245,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if typing.get_origin(kind) is list:
             (item,) = typing.get_args(kind)
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            shown = f" (default: {' '.join(map(str, default))})" if default else ""
             parser.add_argument(_flag(f.name), dest=f.name, type=item, nargs="+", default=default,
-                                help=f"{kwargs['help']} (default: {' '.join(map(str, default or []))})")
+                                help=f"{kwargs['help']}{shown}")
             continue
         if kind is bool:
             parser.add_argument(_flag(f.name), dest=f.name, action="store_true", **kwargs)

@@ -12,6 +12,7 @@ import time
 
 from .args import (
     PlanArgs,
+    PrepareArgs,
     PruneArgs,
     SimilarityArgs,
     SyntheticArgs,
@@ -132,6 +133,22 @@ def _cmd_data_synthetic(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data_prepare(ns: argparse.Namespace) -> int:
+    args = from_namespace(PrepareArgs, ns)
+    if not args.output_dir:
+        raise ValueError("--output-dir is required: the directory the prepared data is written to.")
+    from .prepare import prepare_dataset
+
+    start = time.perf_counter()
+    summary = prepare_dataset(args.dataset, args.output_dir, fraction=args.fraction, sampling=args.sampling,
+                              seed=args.seed, max_images=args.max_images, subsets=args.subsets, split=args.split,
+                              overwrite=args.overwrite)
+    kept = sum(s.kept for s in summary.subsets)
+    print(f"kept {kept} records from {len(summary.subsets)} subsets in {time.perf_counter() - start:.1f}s: "
+          f"{summary.output_dir}/train.json (per-subset counts in summary.json)")
+    return 0
+
+
 def _cmd_verify(ns: argparse.Namespace) -> int:
     args = from_namespace(VerifyArgs, ns)
     from .verify import verify_pruned
@@ -182,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(sub, "tiny", TinyArgs, _cmd_tiny)
     data = sub.add_parser("data", help="calibration and training data", description="calibration and training data")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    _add_command(data_sub, "prepare", PrepareArgs, _cmd_data_prepare)
     _add_command(data_sub, "synthetic", SyntheticArgs, _cmd_data_synthetic)
     _add_command(sub, "similarity", SimilarityArgs, _cmd_similarity)
     _add_command(sub, "plan", PlanArgs, _cmd_plan)
