@@ -177,7 +177,9 @@ class SyntheticArgs:
     output_dir: str = field(metadata={"positional": True, "help": "directory to write images + synthetic.json to"})
     num: int = field(default=200, metadata={"help": "number of records"})
     seed: int = field(default=0, metadata={"help": "random seed; the same seed gives the same set"})
-    image_size: int = field(default=64, metadata={"help": "image side in pixels"})
+    image_size: int = field(default=64, metadata={"help": "image side in pixels (shape tasks)"})
+    tasks: list[str] | None = field(default=None, metadata={
+        "help": "task types: count colour shape bar_tallest bar_value text (default: all)"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty OUTPUT_DIR"})
 
 

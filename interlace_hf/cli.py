@@ -128,7 +128,7 @@ def _cmd_data_synthetic(ns: argparse.Namespace) -> int:
     from .synthetic import make_synthetic
 
     path = make_synthetic(args.output_dir, num=args.num, seed=args.seed, image_size=args.image_size,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, tasks=args.tasks)
     print(f"wrote {args.num} synthetic records to {path}")
     return 0
 
@@ -143,9 +143,10 @@ def _cmd_data_prepare(ns: argparse.Namespace) -> int:
     summary = prepare_dataset(args.dataset, args.output_dir, fraction=args.fraction, sampling=args.sampling,
                               seed=args.seed, max_images=args.max_images, subsets=args.subsets, split=args.split,
                               overwrite=args.overwrite)
-    kept = sum(s.kept for s in summary.subsets)
-    print(f"kept {kept} records from {len(summary.subsets)} subsets in {time.perf_counter() - start:.1f}s: "
-          f"{summary.output_dir}/train.json (per-subset counts in summary.json)")
+    print(f"wrote {summary.records} records ({summary.images} images) from {len(summary.subsets)} subsets to "
+          f"{summary.manifest} in {time.perf_counter() - start:.1f}s (per-subset counts in summary.json)")
+    if summary.short_subsets:
+        print(f"warning: these subsets ran out before their quota: {', '.join(summary.short_subsets)}")
     return 0
 
 

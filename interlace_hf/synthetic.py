@@ -1,18 +1,42 @@
-"""A synthetic image question-answer set made locally: drawn shapes with checkable answers, in the LLaVA-style JSON
-the rest of the toolkit reads. For tests and the embedded demo (no download). No torch.
+"""A synthetic image question-answer set made locally, with exactly checkable answers, in the LLaVA-style JSON the
+rest of the toolkit reads. For tests and the embedded demo (no download). No torch.
+
+Task types (each record's `task` field):
+- `count`, `colour`, `shape`: 1-4 drawn shapes in a 2x2 grid ("How many shapes ...", "What colour is the circle?").
+- `bar_tallest`, `bar_value`: a bar chart of 3-5 bars labelled A, B, ... with distinct integer values 1-10, each
+  value printed above its bar ("Which bar is tallest?", "What is the value of bar B?").
+- `text`: one lowercase word rendered in black ("What word is written in the image?").
+
+Shape images are `image_size` square; charts are `max(image_size, 128)` square and text images
+`max(image_size, 128)` x half that, so their labels stay legible. Labels and words use PIL's default font.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 from .fileio import atomic_output_dir
+from .tiny import TINY_COLOURS, TINY_OBJECTS, TINY_SHAPES
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 70, 220), "yellow": (235, 200, 20)}
 MANIFEST = "synthetic.json"
+
+SHAPE_TASKS = ("count", "colour", "shape")
+CHART_TASKS = ("bar_tallest", "bar_value")
+TEXT_TASKS = ("text",)
+TASKS = SHAPE_TASKS + CHART_TASKS + TEXT_TASKS
+
+# Bar charts: one bar colour (nothing else in the chart has it), values 1..MAX_BAR_VALUE, bars labelled A, B, ...
+BAR_COLOUR = (40, 70, 220)
+BAR_LABELS = "ABCDE"
+MAX_BAR_VALUE = 10
+MIN_LEGIBLE_SIZE = 128
+# Words of the synthetic world (the tiny tokenizer's lists), one word each, so the answer is one token run.
+WORDS = tuple(sorted({w for w in TINY_OBJECTS + TINY_COLOURS + TINY_SHAPES if w.isalpha()}))
 
 
 def _draw(draw, shape: str, box: tuple[int, int, int, int], fill) -> None:
@@ -25,8 +49,17 @@ def _draw(draw, shape: str, box: tuple[int, int, int, int], fill) -> None:
         draw.polygon([((x0 + x1) // 2, y0), (x1, y1), (x0, y1)], fill=fill)
 
 
-def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int = 64) -> dict:
-    """One image with 1-4 non-overlapping shapes and one question about it (colour, count or shape)."""
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # Pillow without FreeType: the fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def _shapes_record(rng: random.Random, kind: str, image_size: int):
+    """1-4 non-overlapping shapes and one question about them (colour, count or shape)."""
     from PIL import Image, ImageDraw
 
     count = rng.randint(1, 4)
@@ -38,9 +71,6 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
     for shape, colour, cell in objects:
         x, y = (cell % 2) * half, (cell // 2) * half
         _draw(draw, shape, (x + 4, y + 4, x + half - 4, y + half - 4), COLOURS[colour])
-    name = f"{index:06d}.png"
-    image.save(image_dir / name)
-    kind = rng.choice(("count", "colour", "shape"))
     shape, colour, _ = objects[0]
     if kind == "count":
         question, answer = "How many shapes are in the picture?", str(count)
@@ -50,6 +80,86 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
     else:
         question = f"What shape is {colour}?"
         answer = ", ".join(sorted({s for s, c, _ in objects if c == colour}))
+    return image, question, answer
+
+
+def bar_chart_geometry(side: int, num_bars: int) -> dict:
+    """Where a bar chart's parts go; shared by the drawing and by checks that read values back from pixels.
+
+    Returns `unit` (pixels per value), `baseline` (y of the bars' bottom edge, exclusive) and `slots`
+    (each bar's `(x0, x1)`, left to right in label order).
+    """
+    label_band = max(14, side // 8)  # labels under the axis
+    value_band = max(14, side // 8)  # numbers above the bars
+    baseline = side - label_band
+    unit = (baseline - value_band) // MAX_BAR_VALUE
+    slot = (side - 8) // num_bars
+    bar = max(4, slot * 3 // 5)
+    slots = [(4 + i * slot + (slot - bar) // 2, 4 + i * slot + (slot - bar) // 2 + bar) for i in range(num_bars)]
+    return {"unit": unit, "baseline": baseline, "slots": slots}
+
+
+def draw_bar_chart(values: Sequence[int], side: int = MIN_LEGIBLE_SIZE):
+    """A white `side` x `side` bar chart: bar i (label `BAR_LABELS[i]`) is `values[i] * unit` pixels tall."""
+    from PIL import Image, ImageDraw
+
+    geometry = bar_chart_geometry(side, len(values))
+    unit, baseline = geometry["unit"], geometry["baseline"]
+    image = Image.new("RGB", (side, side), "white")
+    draw = ImageDraw.Draw(image)
+    font = _font(max(10, side // 10))
+    draw.line([(2, baseline), (side - 3, baseline)], fill="black", width=1)  # the axis, just under the bars
+    for label, value, (x0, x1) in zip(BAR_LABELS, values, geometry["slots"]):
+        top = baseline - value * unit
+        draw.rectangle([x0, top, x1 - 1, baseline - 1], fill=BAR_COLOUR)
+        centre = (x0 + x1) / 2
+        draw.text((centre, top - 2), str(value), fill="black", font=font, anchor="ms")
+        draw.text((centre, baseline + 3), label, fill="black", font=font, anchor="mt")
+    return image
+
+
+def _chart_record(rng: random.Random, kind: str, image_size: int):
+    num_bars = rng.randint(3, len(BAR_LABELS))
+    values = rng.sample(range(1, MAX_BAR_VALUE + 1), num_bars)  # distinct: one tallest bar, no ties
+    image = draw_bar_chart(values, max(image_size, MIN_LEGIBLE_SIZE))
+    if kind == "bar_tallest":
+        return image, "Which bar is tallest?", BAR_LABELS[values.index(max(values))]
+    asked = rng.randrange(num_bars)
+    return image, f"What is the value of bar {BAR_LABELS[asked]}?", str(values[asked])
+
+
+def draw_word(word: str, width: int = MIN_LEGIBLE_SIZE):
+    """`word` in black, centred on a white `width` x `width // 2` image, in the largest default-font size that fits."""
+    from PIL import Image, ImageDraw
+
+    height = width // 2
+    size = max(10, width // 5)
+    font = _font(size)
+    while size > 10 and font.getbbox(word)[2] > width - 12:
+        size -= 2
+        font = _font(size)
+    image = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(image).text((width / 2, height / 2), word, fill="black", font=font, anchor="mm")
+    return image
+
+
+def _text_record(rng: random.Random, kind: str, image_size: int):
+    word = rng.choice(WORDS)
+    return draw_word(word, max(image_size, MIN_LEGIBLE_SIZE)), "What word is written in the image?", word
+
+
+def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int = 64,
+                tasks: Sequence[str] = TASKS) -> dict:
+    """One image and one question about it, of a task type drawn from `tasks`; the image goes to `image_dir`."""
+    kind = rng.choice(list(tasks))
+    if kind in SHAPE_TASKS:
+        image, question, answer = _shapes_record(rng, kind, image_size)
+    elif kind in CHART_TASKS:
+        image, question, answer = _chart_record(rng, kind, image_size)
+    else:
+        image, question, answer = _text_record(rng, kind, image_size)
+    name = f"{index:06d}.png"
+    image.save(image_dir / name)
     return {
         "id": f"synthetic-{index:06d}",
         "image": f"images/{name}",
@@ -59,15 +169,31 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
 
 
 def make_synthetic(output_dir: str | Path, num: int = 200, seed: int = 0, image_size: int = 64,
-                   overwrite: bool = False) -> Path:
-    """Write `num` records (images + `synthetic.json`) to `output_dir`, atomically; the same seed gives the same set."""
+                   overwrite: bool = False, tasks: Sequence[str] | None = None) -> Path:
+    """Write `num` records (images + `synthetic.json`) to `output_dir`, atomically; the same seed gives the same set.
+
+    Args:
+        output_dir: directory to create (must be new or empty unless `overwrite`).
+        num: number of records.
+        seed: random seed; the same seed (and `tasks`) gives byte-identical files.
+        image_size: side of the shape images; charts and text use at least 128 pixels.
+        overwrite: replace a non-empty `output_dir`.
+        tasks: task types to draw from, each record picking one uniformly (default: all of `TASKS`).
+
+    Returns:
+        the path of the manifest, `output_dir/synthetic.json`.
+    """
     if num < 1:
         raise ValueError(f"--num must be >= 1, got {num}.")
     if image_size < 32:
         raise ValueError(f"--image-size must be >= 32 pixels, got {image_size}.")
+    tasks = TASKS if tasks is None else tuple(dict.fromkeys(tasks))
+    unknown = [task for task in tasks if task not in TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"--tasks {list(tasks)} must be a non-empty subset of {list(TASKS)}; unknown: {unknown}.")
     rng = random.Random(seed)
     with atomic_output_dir(output_dir, overwrite, flag="OUT") as staging:
         (staging / "images").mkdir()
-        records = [make_record(rng, i, staging / "images", image_size) for i in range(num)]
+        records = [make_record(rng, i, staging / "images", image_size, tasks) for i in range(num)]
         (staging / MANIFEST).write_text(json.dumps(records, indent=1))
     return Path(output_dir) / MANIFEST

@@ -99,7 +99,7 @@ def main() -> None:
         return
 
     from interlace_hf.selection import SimilarityTables, select_layers
-    from interlace_hf.synthetic import make_synthetic
+    from interlace_hf.synthetic import SHAPE_TASKS, make_synthetic
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-train-"))
     if args.model is None and args.hidden_size:
@@ -112,7 +112,7 @@ def main() -> None:
         args.model = str(build_tiny_model(workdir / "model", num_layers=args.num_layers))
     if args.data is None:
         args.data = str(make_synthetic(workdir / "data", num=args.batch_size * (args.steps + 2), seed=0,
-                                       image_size=min(args.image_size, 128)))
+                                       image_size=args.image_size, tasks=SHAPE_TASKS))  # uniform image sizes
     config = json.loads((Path(args.model) / "config.json").read_text())
     num_layers = config["text_config"]["num_hidden_layers"]
     # A 25% plan with as many tuned layers as dropped ones, as INTERLACE has (which layers does not matter for speed).

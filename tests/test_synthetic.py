@@ -5,30 +5,107 @@ from PIL import Image
 
 from interlace_hf.cli import main
 from interlace_hf.data import load_records
-from interlace_hf.synthetic import COLOURS, make_synthetic
+from interlace_hf.synthetic import (
+    BAR_COLOUR,
+    BAR_LABELS,
+    COLOURS,
+    MIN_LEGIBLE_SIZE,
+    TASKS,
+    WORDS,
+    bar_chart_geometry,
+    draw_word,
+    make_synthetic,
+)
+
+
+def read_shapes(image: Image.Image) -> list[tuple[str, str]]:
+    """(shape, colour) per filled cell of a 64-pixel shapes image, from its pixels: a square fills its 24x24 box,
+    a circle about 79% of it, a triangle about half."""
+    found = []
+    for y in (0, 32):
+        for x in (0, 32):
+            colours = {colour: count for count, colour in image.crop((x, y, x + 32, y + 32)).getcolors(4096)}
+            drawn = [(colours.get(rgb, 0), name) for name, rgb in COLOURS.items()]
+            count, colour = max(drawn)
+            if count:
+                fill = count / (24 * 24)
+                found.append(("square" if fill > 0.95 else "circle" if fill > 0.65 else "triangle", colour))
+    return found
+
+
+def read_bars(image: Image.Image) -> list[int]:
+    """Bar values from a chart's pixels: each bar's height in `BAR_COLOUR` pixels over the unit height."""
+    side = image.width
+    row = [image.getpixel((x, bar_chart_geometry(side, 3)["baseline"] - 1)) for x in range(side)]
+    num_bars = sum(1 for x in range(1, side) if row[x] == BAR_COLOUR and row[x - 1] != BAR_COLOUR)
+    geometry = bar_chart_geometry(side, num_bars)
+    values = []
+    for x0, x1 in geometry["slots"]:
+        column = [image.getpixel(((x0 + x1) // 2, y)) for y in range(side)]
+        height = sum(pixel == BAR_COLOUR for pixel in column)
+        assert height % geometry["unit"] == 0
+        values.append(height // geometry["unit"])
+    return values
 
 
 def test_synthetic_set_is_deterministic_and_answers_are_checkable(tmp_path):
-    a = make_synthetic(tmp_path / "a", num=30, seed=5)
-    b = make_synthetic(tmp_path / "b", num=30, seed=5)
-    c = make_synthetic(tmp_path / "c", num=30, seed=6)
+    a = make_synthetic(tmp_path / "a", num=60, seed=5)
+    b = make_synthetic(tmp_path / "b", num=60, seed=5)
+    c = make_synthetic(tmp_path / "c", num=60, seed=6)
     assert a.read_text() == b.read_text() and a.read_text() != c.read_text()
-    assert (tmp_path / "a/images/000007.png").read_bytes() == (tmp_path / "b/images/000007.png").read_bytes()
+    for n in range(60):
+        assert (tmp_path / f"a/images/{n:06d}.png").read_bytes() == (tmp_path / f"b/images/{n:06d}.png").read_bytes()
     items = json.loads(a.read_text())
     records, name = load_records(str(a))
-    assert name == "synthetic" and len(records) == 30
+    assert name == "synthetic" and len(records) == 60
+    assert {item["task"] for item in items} == set(TASKS)
     for item, record in zip(items, records):
-        answer = item["conversations"][1]["value"]
+        question, answer = record.turns[0]
+        assert answer == item["conversations"][1]["value"] and answer and "<image>" not in question
         image = record.load_images()[0]
-        if item["task"] == "count":
-            # count the shapes by their colours in the 2x2 grid cells
-            cells = [image.crop((x, y, x + 32, y + 32)) for y in (0, 32) for x in (0, 32)]
-            filled = sum(any(colour in COLOURS.values() for _, colour in cell.getcolors(4096)) for cell in cells)
-            assert int(answer) == filled
+        task = item["task"]
+        if task in ("count", "colour", "shape"):
+            assert image.size == (64, 64)
+            objects = read_shapes(image)
+            if task == "count":
+                assert int(answer) == len(objects)
+            elif task == "colour":
+                shape = question.removeprefix("What colour is the ").removesuffix("?")
+                assert answer == ", ".join(sorted({c for s, c in objects if s == shape}))
+            else:
+                colour = question.removeprefix("What shape is ").removesuffix("?")
+                assert answer == ", ".join(sorted({s for s, c in objects if c == colour}))
+        elif task in ("bar_tallest", "bar_value"):
+            assert image.size == (MIN_LEGIBLE_SIZE, MIN_LEGIBLE_SIZE)
+            values = read_bars(image)
+            assert 3 <= len(values) <= len(BAR_LABELS) and len(set(values)) == len(values)  # no ties
+            if task == "bar_tallest":
+                assert question == "Which bar is tallest?" and answer == BAR_LABELS[values.index(max(values))]
+            else:
+                label = question.removeprefix("What is the value of bar ").removesuffix("?")
+                assert answer == str(values[BAR_LABELS.index(label)])
         else:
-            assert answer and "<image>" not in record.turns[0][0]
-    assert {item["task"] for item in items} == {"count", "colour", "shape"}
-    assert isinstance(image, Image.Image)
+            assert task == "text" and question == "What word is written in the image?" and answer in WORDS
+            assert image.tobytes() == draw_word(answer, image.width).tobytes()  # the image shows exactly that word
+            assert image.tobytes() != draw_word(WORDS[WORDS.index(answer) - 1], image.width).tobytes()
+
+
+def test_task_selection_and_sizes(tmp_path):
+    path = make_synthetic(tmp_path / "charts", num=12, seed=1, image_size=200, tasks=["bar_value", "text"])
+    items = json.loads(path.read_text())
+    assert {item["task"] for item in items} == {"bar_value", "text"}
+    sizes = {item["task"]: Image.open(tmp_path / "charts" / item["image"]).size for item in items}
+    assert sizes == {"bar_value": (200, 200), "text": (200, 100)}
+    shapes = json.loads(make_synthetic(tmp_path / "shapes", num=20, seed=1, tasks=["count"]).read_text())
+    assert {item["task"] for item in shapes} == {"count"}
+    # the default set is the same as asking for every task
+    all_tasks = make_synthetic(tmp_path / "all", num=10, seed=2, tasks=list(TASKS))
+    assert all_tasks.read_text() == make_synthetic(tmp_path / "default", num=10, seed=2).read_text()
+    with pytest.raises(ValueError, match=r"--tasks \['pie'\] must be a non-empty subset of .*unknown: \['pie'\]"):
+        make_synthetic(tmp_path / "bad", num=1, tasks=["pie"])
+    with pytest.raises(ValueError, match="--tasks"):
+        make_synthetic(tmp_path / "bad", num=1, tasks=[])
+    assert not (tmp_path / "bad").exists()
 
 
 def test_synthetic_cli_and_bad_input(tmp_path, capsys):
@@ -41,3 +118,25 @@ def test_synthetic_cli_and_bad_input(tmp_path, capsys):
     with pytest.raises(ValueError, match="--image-size must be >= 32"):
         make_synthetic(tmp_path / "e", num=1, image_size=8)
     assert not (tmp_path / "e").exists()
+
+
+def test_data_cli_prepare_on_a_local_copy(tmp_path, capsys):
+    """`interlace-hf data prepare` wiring: flags reach prepare_dataset and the manifest loads for training."""
+    import datasets
+
+    from interlace_hf.data import load_records
+
+    rows = {"images": [[Image.new("RGB", (32, 32), "red")]] * 10,
+            "texts": [[{"user": f"q{i}", "assistant": f"a{i}"}] for i in range(10)]}
+    features = datasets.Features({"images": datasets.List(datasets.Image()),
+                                  "texts": datasets.List({"user": datasets.Value("string"),
+                                                          "assistant": datasets.Value("string")})})
+    local = tmp_path / "fv"
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(local / "subset_a"))
+    out = tmp_path / "prepared"
+    assert main(["data", "prepare", "--dataset", str(local), "--fraction", "0.3", "--output-dir", str(out)]) == 0
+    assert "wrote 3 records (3 images) from 1 subsets" in capsys.readouterr().out
+    records, _ = load_records(str(out / "train.json"))
+    assert [r.turns[0] for r in records] == [("q0", "a0"), ("q1", "a1"), ("q2", "a2")]
+    assert main(["data", "prepare", "--dataset", str(local), "--fraction", "0", "--output-dir", str(tmp_path / "x")]) == 2
+    assert "fraction" in capsys.readouterr().err
