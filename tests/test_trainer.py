@@ -248,3 +248,20 @@ def test_accelerate_launch_with_the_zero3_recipe_on_cpu(tiny_model_dir, syntheti
         else:
             torch.testing.assert_close(param, ref[name], rtol=0, atol=0, msg=name)
     assert changed > 0
+
+
+def test_train_from_a_base_model_and_similarities(tiny_model_dir, llava_json, synthetic_json, tmp_path):
+    """The published recipes' path: base model + similarities + strategy, pruned in memory, then trained."""
+    sim = tmp_path / "sim"
+    assert main(["similarity", "--model", str(tiny_model_dir), "--data", str(llava_json), "--output-dir", str(sim),
+                 "--sample-fraction", "1.0", "--batch-size", "5"]) == 0
+    out = tmp_path / "ft"
+    assert main(["train", "--model", str(tiny_model_dir), "--similarities", str(sim), "--strategy", "interlace",
+                 "--drop_ratio", "0.25", "--dataset", str(synthetic_json), "--output_dir", str(out), "--max_steps", "1",
+                 "--per_device_train_batch_size", "2", "--max_pixels", "16384", "--min_pixels", "1024",
+                 "--dataloader_pin_memory", "false"]) == 0
+    from interlace_hf.selection import load_similarity_tables, select_layers
+
+    expected = select_layers(load_similarity_tables(sim), "interlace", drop_ratio=0.25, seed=42)
+    assert Plan.load(out) == expected and len(expected.anchor_layers) == 3
+    assert json.loads((out / "config.json").read_text())["interlace"]["kept_layers"] == list(expected.kept_layers)
