@@ -73,3 +73,12 @@ def build_random_model(directory: Path, hidden: int, layers: int, image_side: in
     return directory
 
 
+
+
+def benchmark_model(directory: Path, hidden_size: int = 0, num_layers: int = 12, image_side: int = 224) -> Path:
+    """The model a benchmark runs on when none is given: the tiny one, or (`hidden_size`) a wider random one."""
+    if hidden_size:
+        return build_random_model(directory, hidden_size, num_layers, image_side)
+    from .tiny import build_tiny_model
+
+    return build_tiny_model(directory, num_layers=num_layers)

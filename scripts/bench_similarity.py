@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from interlace_hf.bench import PeakMemory, build_random_model
+from interlace_hf.bench import PeakMemory, benchmark_model
 
 
 def _setup(model_dir: str, data: str, num_records: int, device: str):
@@ -97,12 +97,8 @@ def main() -> None:
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-similarity-"))
-    if args.model is None and args.hidden_size:
-        args.model = str(build_random_model(workdir / "wide", args.hidden_size, args.num_layers, args.image_size))
-    elif args.model is None:
-        from interlace_hf.tiny import build_tiny_model
-
-        args.model = str(build_tiny_model(workdir / "tiny", num_layers=args.num_layers))
+    if args.model is None:
+        args.model = str(benchmark_model(workdir / "model", args.hidden_size, args.num_layers, args.image_size))
     if args.data is None:
         args.data = str(_synthetic_calibration(workdir / "calib", args.records, args.image_size))
 

@@ -102,14 +102,10 @@ def main() -> None:
     from interlace_hf.synthetic import SHAPE_TASKS, make_synthetic
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    if args.model is None and args.hidden_size:
-        from interlace_hf.bench import build_random_model
+    if args.model is None:
+        from interlace_hf.bench import benchmark_model
 
-        args.model = str(build_random_model(workdir / "model", args.hidden_size, args.num_layers, args.image_size))
-    elif args.model is None:
-        from interlace_hf.tiny import build_tiny_model
-
-        args.model = str(build_tiny_model(workdir / "model", num_layers=args.num_layers))
+        args.model = str(benchmark_model(workdir / "model", args.hidden_size, args.num_layers, args.image_size))
     if args.data is None:
         args.data = str(make_synthetic(workdir / "data", num=args.batch_size * (args.steps + 2), seed=0,
                                        image_size=args.image_size, tasks=SHAPE_TASKS))  # uniform image sizes
