@@ -1,9 +1,25 @@
-"""Model cards for pruned (and fine-tuned) checkpoints, rendered offline from the plan. Pure: no torch."""
+"""Model cards for pruned (and fine-tuned) checkpoints, rendered offline from `model_cards/model_card.md.jinja`.
+
+Pure: no torch, no network (writing a card never calls the Hub's YAML validator). `CardContext` holds what a card
+says; `card_context_from_checkpoint` gathers it from a checkpoint directory (config.json, plan.json, the recipe,
+safetensors headers for parameter counts, benchmark / evaluation results when they exist).
+"""
 
 from __future__ import annotations
 
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from .plan import Plan
 from .version import __version__
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "model_cards"
+TEMPLATE = "model_card.md.jinja"
+PROFILE_IMAGE = "similarity_profile.png"
+BENCH_FILE = "bench_results.json"
+EVAL_FILE = "eval_results.json"
 
 CITATION = """@inproceedings{interlace2026,
   title     = {INTERLACE: Interleaved Layer Pruning and Efficient Adaptation in Large Vision-Language Models},
@@ -11,57 +27,249 @@ CITATION = """@inproceedings{interlace2026,
   year      = {2026}
 }"""
 
-
-def _yaml_list(key: str, values) -> list[str]:
-    return [f"{key}:"] + [f"- {v}" for v in values] if values else []
+_ROLE_LABELS = {"drop": "**dropped**", "tune": "tuned", "anchor": "anchor (frozen)", "frozen": "frozen"}
 
 
-def render_model_card(
-    plan: Plan,
-    *,
-    base_model: str | None,
-    model_name: str,
-    checkpoint_format: str = "interlace",
-    datasets: list[str] | None = None,
-    training: dict | None = None,
-    tags: list[str] | None = None,
-    license: str | None = None,
-) -> str:
-    """A README.md with Hub metadata, the layer roles, usage for the checkpoint's format, and the citation."""
-    all_tags = ["interlace", "layer-pruning", "pruned", "qwen3_vl", *(tags or [])]
-    meta = ["---", "library_name: transformers", "pipeline_tag: image-text-to-text"]
-    if base_model:
-        # The weights are a subset of the base model's, partly fine-tuned: a fine-tune of it, not an adapter.
-        meta += [f"base_model: {base_model}", "base_model_relation: finetune"]
-    if license:
-        meta.append(f"license: {license}")
-    meta += _yaml_list("datasets", datasets or [])
-    meta += _yaml_list("tags", dict.fromkeys(all_tags))
-    meta.append("---")
-    remote = ", trust_remote_code=True" if checkpoint_format == "interlace" else ""
-    rows = "\n".join(f"| {i} | {plan.role(i)} |" for i in range(plan.num_layers))
-    body = f"""
-# {model_name}
+@dataclass
+class CardContext:
+    """Everything a model card says. Only `plan`, `model_name` and `base_model` are required."""
 
-{base_model or "A Qwen3-VL model"} with {len(plan.dropped_layers)} of its {plan.num_layers} decoder layers removed by
-interlace-hf ({plan.strategy}); {len(plan.tuned_layers)} layers were selected for fine-tuning and
-{len(plan.anchor_layers)} kept frozen as anchors. Layer indices below are the original model's.
+    plan: Plan
+    model_name: str
+    base_model: str
+    checkpoint_format: str = "interlace"
+    license: str | None = None
+    datasets: list[str] = field(default_factory=list)
+    trained: bool = False
+    params_before: int | None = None
+    params_after: int | None = None
+    similarity_means: dict[int, list[float | None]] | None = None  # pack size -> per-block means
+    profile_image: str | None = None
+    recipe: str | None = None
+    bench: dict | None = None  # {"base_ttft_ms", "ttft_ms", "speedup", "device", "dtype", "date", "command"}
+    eval: dict | None = None  # {"relative": 0.93, "tasks": {name: {"base": x, "pruned": y, "metric": m}}, "date"}
+    versions: dict[str, str] = field(default_factory=lambda: {"interlace-hf": __version__})
+    extra_tags: list[str] = field(default_factory=list)
 
-| layer | role |
-|---|---|
-{rows}
 
-## Usage
+def _is_hub_id(name: str) -> bool:
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
 
-```python
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
-model = AutoModelForImageTextToText.from_pretrained("{model_name}"{remote})
-processor = AutoProcessor.from_pretrained("{model_name}")
-```
-"""
-    if training:
-        body += "\n## Training\n\n" + "\n".join(f"- {k}: {v}" for k, v in training.items()) + "\n"
-    body += f"\n## Plan\n\n```json\n{plan.to_json()}```\n\nMade with interlace-hf {__version__}.\n"
-    body += f"\n## Citation\n\n```bibtex\n{CITATION}\n```\n"
-    return "\n".join(meta) + "\n" + body
+def _fmt_params(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
+
+
+def _yaml_scalar(value) -> str:
+    return json.dumps(value) if isinstance(value, str) and (":" in value or value.strip() != value) else str(value)
+
+
+def metadata(ctx: CardContext) -> dict:
+    """The card's YAML metadata (what the Hub indexes)."""
+    family = "qwen3_vl"
+    tags = list(dict.fromkeys(["interlace", "layer-pruning", "pruned", family, *ctx.extra_tags]))
+    meta: dict = {"library_name": "transformers", "pipeline_tag": "image-text-to-text"}
+    if ctx.license:
+        meta["license"] = ctx.license
+    if _is_hub_id(ctx.base_model):
+        meta["base_model"] = ctx.base_model
+        # The Hub knows four relations: adapter, merge, quantized, finetune. The weights here are a subset of the
+        # base model's layers, re-indexed and (usually) partly trained further: a full set of derived weights, like
+        # a fine-tune, not an adapter on top of the base, a merge of several models, or a lower-precision copy.
+        meta["base_model_relation"] = "finetune"
+    if ctx.datasets:
+        meta["datasets"] = list(ctx.datasets)
+    meta["tags"] = tags
+    if ctx.eval and ctx.eval.get("tasks"):
+        results = []
+        for task, scores in ctx.eval["tasks"].items():
+            results.append({
+                "task": {"type": "image-text-to-text"},
+                "dataset": {"name": task, "type": scores.get("dataset", task)},
+                "metrics": [{"type": scores.get("metric", "accuracy"), "value": scores["pruned"]}],
+            })
+        meta["model-index"] = [{"name": ctx.model_name, "results": results}]
+    return meta
+
+
+def _to_yaml(data) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).strip()
+
+
+def _layer_rows(ctx: CardContext) -> list[dict]:
+    rows = []
+    for layer in range(ctx.plan.num_layers):
+        row = {"layer": layer, "role_label": _ROLE_LABELS[ctx.plan.role(layer)]}
+        for k in (1, 2, 3):
+            means = (ctx.similarity_means or {}).get(k)
+            value = means[layer] if means is not None and layer < len(means) else None
+            row[f"pack{k}"] = f"{value:.4f}" if value is not None else "-"
+        rows.append(row)
+    return rows
+
+
+def _usage(ctx: CardContext) -> str:
+    remote = ", trust_remote_code=True" if ctx.checkpoint_format == "interlace" else ""
+    return f"""from transformers import AutoModelForImageTextToText, AutoProcessor
+
+model_id = "{ctx.model_name}"
+model = AutoModelForImageTextToText.from_pretrained(model_id, dtype="auto", device_map="auto"{remote})
+processor = AutoProcessor.from_pretrained(model_id)
+
+messages = [{{"role": "user", "content": [
+    {{"type": "image", "url": "https://huggingface.co/datasets/huggingface/documentation-images/resolve/main/pipeline-cat-chonk.jpeg"}},
+    {{"type": "text", "text": "Describe this image."}},
+]}}]
+inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                       return_tensors="pt").to(model.device)
+output = model.generate(**inputs, max_new_tokens=64)
+print(processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))"""
+
+
+def render_model_card(ctx: CardContext) -> str:
+    """The README.md text of a pruned checkpoint."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined, autoescape=False)
+    bench = None
+    if ctx.bench:
+        b = ctx.bench
+        bench = {"base_ttft": f"{b['base_ttft_ms']:.1f} ms", "ttft": f"{b['ttft_ms']:.1f} ms",
+                 "speedup": f"{b['speedup']:.2f}", "device": b.get("device", "?"), "dtype": b.get("dtype", "?"),
+                 "date": b.get("date", "?"), "command": b.get("command")}
+    evaluation = None
+    if ctx.eval:
+        evaluation = {"relative": f"{100 * ctx.eval['relative']:.1f}%", "tasks": list(ctx.eval.get("tasks", {})),
+                      "date": ctx.eval.get("date", "?")}
+    base_url = f"https://huggingface.co/{ctx.base_model}" if _is_hub_id(ctx.base_model) else ctx.base_model
+    text = env.get_template(TEMPLATE).render(
+        metadata_yaml=_to_yaml(metadata(ctx)),
+        model_name=ctx.model_name,
+        base_model=ctx.base_model,
+        base_url=base_url,
+        num_dropped=len(ctx.plan.dropped_layers),
+        layers_before=ctx.plan.num_layers,
+        layers_after=ctx.plan.num_kept,
+        params_before=_fmt_params(ctx.params_before),
+        params_after=_fmt_params(ctx.params_after),
+        plan=ctx.plan,
+        trained=ctx.trained,
+        datasets=ctx.datasets,
+        bench=bench,
+        eval=evaluation,
+        profile_image=ctx.profile_image,
+        layer_rows=_layer_rows(ctx),
+        usage=_usage(ctx),
+        format=ctx.checkpoint_format,
+        deepstack_dropped=[i for i in ctx.plan.dropped_layers if i < 3],
+        recipe=ctx.recipe.strip() if ctx.recipe else None,
+        plan_json=ctx.plan.to_json().strip(),
+        versions=ctx.versions,
+        citation=CITATION,
+    )
+    return text
+
+
+def safetensors_parameter_counts(directory: str | Path) -> dict[str, int]:
+    """Tensor name -> element count, read from the safetensors headers only (no weights, no torch)."""
+    counts: dict[str, int] = {}
+    for path in sorted(Path(directory).glob("*.safetensors")):
+        with open(path, "rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(header_len))
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            n = 1
+            for dim in info["shape"]:
+                n *= dim
+            counts[name] = n
+    return counts
+
+
+def parameter_counts(directory: str | Path, plan: Plan) -> tuple[int, int]:
+    """(before, after) parameter counts of a pruned checkpoint: after from its headers, before by adding back the
+    dropped layers (every decoder layer of Qwen3-VL has the same shapes)."""
+    counts = safetensors_parameter_counts(directory)
+    after = sum(counts.values())
+    per_layer: dict[str, int] = {}
+    for name, n in counts.items():
+        marker = ".language_model.layers."
+        if marker in name:
+            index = name.split(marker, 1)[1].split(".", 1)[0]
+            per_layer[index] = per_layer.get(index, 0) + n
+    layer_size = max(per_layer.values()) if per_layer else 0
+    return after + layer_size * len(plan.dropped_layers), after
+
+
+def card_context_from_checkpoint(directory: str | Path, *, model_name: str | None = None, license: str | None = None,
+                                 similarity_means=None, trained: bool | None = None,
+                                 datasets: list[str] | None = None) -> CardContext:
+    """Gather a `CardContext` from a pruned (maybe trained) checkpoint directory."""
+    directory = Path(directory)
+    config = json.loads((directory / "config.json").read_text())
+    block = config.get("interlace") or {}
+    plan = Plan.load(directory)
+    fmt = block.get("format") or ("interlace" if config.get("model_type", "").startswith("interlace") else "standard")
+    before, after = parameter_counts(directory, plan)
+    recipe = directory / "interlace_recipe.yaml"
+    train_info = directory / "interlace_train.json"
+    if datasets is None:
+        datasets = []
+        if train_info.is_file():
+            dataset = json.loads(train_info.read_text()).get("dataset")
+            if dataset and _is_hub_id(dataset):
+                datasets.append(dataset)
+    if similarity_means is None:
+        similarity_means = _similarity_means_of(plan)
+    versions = {"interlace-hf": block.get("interlace_hf_version", __version__)}
+    if config.get("transformers_version"):
+        versions["transformers"] = config["transformers_version"]
+    return CardContext(
+        plan=plan,
+        model_name=model_name or directory.name,
+        base_model=block.get("base_model") or "a Qwen3-VL model",
+        checkpoint_format=fmt,
+        license=license,
+        datasets=datasets,
+        trained=train_info.is_file() if trained is None else trained,
+        params_before=before,
+        params_after=after,
+        similarity_means=similarity_means,
+        profile_image=PROFILE_IMAGE if (directory / PROFILE_IMAGE).is_file() else None,
+        recipe=recipe.read_text() if recipe.is_file() else None,
+        bench=_read_json(directory / BENCH_FILE),
+        eval=_read_json(directory / EVAL_FILE),
+        versions=versions,
+    )
+
+
+def _similarity_means_of(plan: Plan):
+    """The per-block means behind a plan, when the similarity files it was made from are still there."""
+    files = plan.metadata.get("similarity_files") or {}
+    if not files or not all(Path(p).is_file() for p in files.values()):
+        return None
+    from .selection import load_similarity_tables
+
+    try:
+        tables = load_similarity_tables(pack_paths={int(k): p for k, p in files.items()}, num_layers=plan.num_layers)
+    except ValueError:
+        return None
+    return tables.means
+
+
+def _read_json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_model_card(directory: str | Path, **kwargs) -> Path:
+    """Render and write `README.md` into a checkpoint directory."""
+    text = render_model_card(card_context_from_checkpoint(directory, **kwargs))
+    path = Path(directory) / "README.md"
+    path.write_text(text)
+    return path

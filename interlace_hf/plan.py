@@ -200,7 +200,9 @@ class Plan:
         return plan
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        """One key per line, lists inline: readable in a terminal, a diff and a model card."""
+        items = [f"  {json.dumps(key)}: {json.dumps(value)}" for key, value in self.to_dict().items()]
+        return "{\n" + ",\n".join(items) + "\n}\n"
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":

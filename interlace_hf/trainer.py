@@ -151,36 +151,15 @@ class InterlaceSFTTrainer(SFTTrainer):
         self.plan.save(f"{output_dir}/{PLAN_FILE}")
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None, **kwargs):
-        """Our card (plan, layer roles, recipe), not TRL's default."""
+        """Our card (what was dropped / tuned, the scores, usage for the format, the recipe), not TRL's default."""
         if not self.is_world_process_zero():
             return
         from pathlib import Path
 
-        from .card import render_model_card
+        from .card import write_model_card
 
-        config = self.model.config
-        block = getattr(config, "interlace", None) or {}
-        text = render_model_card(
-            self.plan,
-            base_model=block.get("base_model") or getattr(config, "_name_or_path", None),
-            model_name=model_name or Path(self.args.output_dir).name,
-            checkpoint_format=block.get("format", "interlace" if config.model_type.startswith("interlace") else "standard"),
-            datasets=[dataset_name] if dataset_name else None,
-            training=self._card_training_summary(),
-            tags=list(tags or []),
-        )
-        Path(self.args.output_dir, "README.md").write_text(text)
-
-    def _card_training_summary(self) -> dict:
-        a = self.args
-        return {
-            "learning_rate": a.learning_rate,
-            "lr_scheduler_type": str(getattr(a.lr_scheduler_type, "value", a.lr_scheduler_type)),
-            "warmup_steps": a.warmup_steps,
-            "per_device_train_batch_size": a.per_device_train_batch_size,
-            "gradient_accumulation_steps": a.gradient_accumulation_steps,
-            "num_train_epochs": a.num_train_epochs,
-            "global_step": self.state.global_step,
-            "tune_merger": a.tune_merger,
-            "tune_lm_head": a.tune_lm_head,
-        }
+        if not (Path(self.args.output_dir) / "config.json").is_file():
+            return  # TRL calls this at each checkpoint too; the card is written once the model is saved there
+        name = model_name or self.args.hub_model_id or Path(self.args.output_dir).name
+        write_model_card(self.args.output_dir, model_name=name, trained=self.state.global_step > 0,
+                         datasets=[dataset_name] if dataset_name and "/" in dataset_name else None)
