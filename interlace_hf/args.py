@@ -97,9 +97,16 @@ class PruneArgs(SelectionArgs):
         metadata={"choices": ["auto", "interlace", "standard"], "help": "checkpoint format (see README)"},
     )
     force: bool = field(default=False, metadata={"help": "write --format standard even where it is not exact"})
-    revision: str | None = field(default=None, metadata={"help": "revision of the base model on the Hub"})
+    model_revision: str | None = field(default=None, metadata={"help": "revision of the base model on the Hub"})
     dtype: str = field(default="auto", metadata={"help": "dtype to load and save in (auto keeps the checkpoint's)"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty --output-dir"})
+    push_to_hub: str | None = field(default=None, metadata={"help": "also push the result to this Hub repo id"})
+    private: bool = field(default=False, metadata={"help": "create the Hub repo private"})
+    revision: str | None = field(default=None, metadata={"help": "branch to push to (default: main)"})
+    create_pr: bool = field(default=False, metadata={"help": "push as a pull request"})
+    commit_message: str | None = field(default=None, metadata={"help": "commit message of the push"})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the login cache)"})
+    dry_run: bool = field(default=False, metadata={"help": "print what would be written and pushed; touch nothing"})
 
     def validate(self) -> None:
         if not self.output_dir:
@@ -115,6 +122,54 @@ class PruneArgs(SelectionArgs):
             self.validate_selection(self.model)
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"`--dtype` must be auto, float32, bfloat16 or float16, got {self.dtype!r}.")
+
+
+@dataclass(kw_only=True)
+class PushArgs:
+    """`interlace-hf push`: publish a pruned (and maybe fine-tuned) checkpoint directory to the Hub."""
+
+    directory: str = field(metadata={"positional": True, "help": "the checkpoint directory"})
+    repo_id: str = field(default="", metadata={"help": "namespace/name of the Hub repo (required)"})
+    private: bool = field(default=False, metadata={"help": "create the repo private"})
+    revision: str | None = field(default=None, metadata={"help": "branch to push to (default: main)"})
+    create_pr: bool = field(default=False, metadata={"help": "push as a pull request"})
+    commit_message: str | None = field(default=None, metadata={"help": "commit message"})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the login cache)"})
+    dry_run: bool = field(default=False, metadata={"help": "print what would be pushed; touch nothing"})
+
+
+@dataclass(kw_only=True)
+class PublishArgs:
+    """`interlace-hf publish`: prune (and fine-tune) a family of variants, push each, gather them in a collection."""
+
+    model: str = field(default="", metadata={"help": "base model: a local directory or a Hub id (required)"})
+    similarities: str = field(default="", metadata={"help": "directory from `interlace-hf similarity` (required)"})
+    ratios: list[float] = field(default_factory=lambda: [0.10, 0.15, 0.20, 0.25],
+                                metadata={"help": "drop ratios, one variant each"})
+    namespace: str = field(default="", metadata={"help": "Hub user or organisation to publish under (required)"})
+    strategy: str = field(default="interlace", metadata={"choices": STRATEGY_CHOICES, "help": "selection strategy"})
+    name_template: str = field(default="Interlace-{base}-{pc}pc",
+                               metadata={"help": "repo name; fields {base}, {pc}, {ratio}, {strategy}"})
+    collection_title: str | None = field(default=None, metadata={"help": "collection title (default: from the base)"})
+    train_config: str | None = field(default=None, metadata={"help": "a training recipe: fine-tune each variant"})
+    work_dir: str = field(default="outputs/publish", metadata={"help": "where variants and the publish state live"})
+    format: str = field(default="auto", metadata={"choices": ["auto", "interlace", "standard"],
+                                                  "help": "checkpoint format"})
+    private: bool = field(default=False, metadata={"help": "create the repos and the collection private"})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the login cache)"})
+    dry_run: bool = field(default=False, metadata={"help": "print what would be made and pushed; touch nothing"})
+
+    def validate(self) -> None:
+        missing = [_flag(n) for n in ("model", "similarities", "namespace") if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} required: e.g. --model M --similarities DIR --namespace ORG.")
+        if not self.ratios or any(not 0 < r < 1 for r in self.ratios):
+            raise ValueError(f"--ratios must be drop ratios in (0, 1), e.g. 0.10 0.25; got {self.ratios}.")
+        try:
+            self.name_template.format(base="b", pc=10, ratio=0.1, strategy="s")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"--name-template {self.name_template!r} is not valid ({err}); fields: "
+                             "{base}, {pc}, {ratio}, {strategy}.") from None
 
 
 @dataclass(kw_only=True)

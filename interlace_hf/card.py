@@ -175,21 +175,30 @@ def render_model_card(ctx: CardContext) -> str:
     return text
 
 
-def safetensors_parameter_counts(directory: str | Path) -> dict[str, int]:
-    """Tensor name -> element count, read from the safetensors headers only (no weights, no torch)."""
-    counts: dict[str, int] = {}
+def _safetensors_headers(directory: str | Path):
     for path in sorted(Path(directory).glob("*.safetensors")):
         with open(path, "rb") as f:
             (header_len,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(header_len))
         for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            n = 1
-            for dim in info["shape"]:
-                n *= dim
-            counts[name] = n
+            if name != "__metadata__":
+                yield name, info
+
+
+def safetensors_parameter_counts(directory: str | Path) -> dict[str, int]:
+    """Tensor name -> element count, read from the safetensors headers only (no weights, no torch)."""
+    counts: dict[str, int] = {}
+    for name, info in _safetensors_headers(directory):
+        n = 1
+        for dim in info["shape"]:
+            n *= dim
+        counts[name] = n
     return counts
+
+
+def safetensors_tensor_bytes(directory: str | Path) -> dict[str, int]:
+    """Tensor name -> size in bytes (from the headers' data offsets)."""
+    return {name: info["data_offsets"][1] - info["data_offsets"][0] for name, info in _safetensors_headers(directory)}
 
 
 def parameter_counts(directory: str | Path, plan: Plan) -> tuple[int, int]:

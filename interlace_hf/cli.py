@@ -14,6 +14,8 @@ from .args import (
     PlanArgs,
     PrepareArgs,
     PruneArgs,
+    PublishArgs,
+    PushArgs,
     SimilarityArgs,
     SyntheticArgs,
     TinyArgs,
@@ -36,56 +38,23 @@ def _cmd_tiny(ns: argparse.Namespace) -> int:
 
 
 def _cmd_prune(ns: argparse.Namespace) -> int:
-    args = from_namespace(PruneArgs, ns)
-    args.validate()
-    from .export import choose_format
-    from .fileio import check_output_dir
-    from .hub import original_depth, read_model_config, resolve_checkpoint
-    from .plan import Plan, parse_layer_list
-    from .selection import plan_from_args
+    from .publish import run_prune
 
-    # Everything that can be checked without weights is checked first.
-    config = read_model_config(args.model, args.revision)
-    depth = original_depth(config)
-    check_output_dir(args.output_dir, args.overwrite)
-    if args.plan is not None:
-        plan = Plan.load(args.plan)
-    elif args.drop_layers is not None:
-        plan = Plan.from_dropped(depth, parse_layer_list(args.drop_layers, "--drop-layers"))
-    elif args.strategy != "sleb":
-        plan, _ = plan_from_args(args, num_layers=depth)  # before any weight is loaded
-    else:
-        plan = None  # sleb ranks layers with the loaded model
-    num_features = len(config.get("vision_config", {}).get("deepstack_visual_indexes", []) or [])
+    run_prune(from_namespace(PruneArgs, ns))
+    return 0
 
-    def check(plan):
-        if plan.num_layers != depth:
-            raise ValueError(
-                f"the plan is for a {plan.num_layers}-layer model but {args.model!r} has {depth} decoder layers; "
-                f"make the plan with num_layers={depth}."
-            )
-        return choose_format(args.format, list(plan.kept_layers), num_features, force=args.force)
 
-    chosen = check(plan) if plan is not None else None
-    from .export import load_model, save_pruned
-    from .surgery import prune_model
+def _cmd_push(ns: argparse.Namespace) -> int:
+    from .publish import run_push
 
-    start = time.perf_counter()
-    model = load_model(args.model, revision=args.revision, dtype=args.dtype)
-    if plan is None:
-        plan, _ = plan_from_args(args, num_layers=depth, model=model)
-        chosen = check(plan)
-    print(f"plan: {plan.describe()}")
-    params_before = sum(p.numel() for p in model.parameters())
-    prune_model(model, plan, base_model=args.model)
-    params_after = sum(p.numel() for p in model.parameters())
-    source = resolve_checkpoint(args.model, args.revision, files_only=True)
-    save_pruned(model, plan, args.output_dir, format=chosen, force=args.force, processor_source=source,
-                overwrite=args.overwrite)
-    print(
-        f"wrote {chosen} checkpoint to {args.output_dir}: {plan.num_layers} -> {plan.num_kept} decoder layers, "
-        f"{params_before / 1e6:.2f}M -> {params_after / 1e6:.2f}M parameters ({time.perf_counter() - start:.1f}s)"
-    )
+    run_push(from_namespace(PushArgs, ns))
+    return 0
+
+
+def _cmd_publish(ns: argparse.Namespace) -> int:
+    from .publish import run_publish
+
+    run_publish(from_namespace(PublishArgs, ns))
     return 0
 
 
@@ -205,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(sub, "similarity", SimilarityArgs, _cmd_similarity)
     _add_command(sub, "plan", PlanArgs, _cmd_plan)
     _add_command(sub, "prune", PruneArgs, _cmd_prune)
+    _add_command(sub, "push", PushArgs, _cmd_push)
+    _add_command(sub, "publish", PublishArgs, _cmd_publish)
     _add_command(sub, "verify", VerifyArgs, _cmd_verify)
     # `train` parses its own flags (TrainArgs + the trainer's SFTConfig fields, which import torch): see main().
     sub.add_parser("train", add_help=False, help="fine-tune the plan's tuned layers from a YAML recipe (--config)")

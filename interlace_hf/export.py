@@ -94,6 +94,7 @@ def save_pruned(
     processor_source: str | os.PathLike | None = None,
     overwrite: bool = False,
     max_shard_size: str | int = "5GB",
+    similarity_tables=None,
 ) -> Path:
     """Write a pruned model, its plan and the base's processor files to `output_dir`, atomically.
 
@@ -130,5 +131,21 @@ def save_pruned(
         if processor_source is not None:
             copy_processor_files(Path(processor_source), tmp)
         plan.save(tmp / PLAN_FILE)
+        _write_card(tmp, Path(output_dir).name, plan, similarity_tables)
     logger.info("wrote %s checkpoint to %s", chosen, output_dir)
     return Path(output_dir)
+
+
+def _write_card(directory: Path, model_name: str, plan: Plan, tables) -> None:
+    """The similarity profile (when matplotlib is there) and the model card of a freshly written checkpoint."""
+    from .card import PROFILE_IMAGE, write_model_card
+
+    if tables is not None and tables.pack_sizes:
+        try:
+            from .layermap import plot_similarity_profile, require_matplotlib
+
+            require_matplotlib()
+            plot_similarity_profile(plan, tables, directory / PROFILE_IMAGE)
+        except ValueError as err:
+            logger.info("no similarity profile in the card: %s", err)
+    write_model_card(directory, model_name=model_name, similarity_means=tables.means if tables is not None else None)

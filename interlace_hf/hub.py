@@ -26,7 +26,8 @@ PROCESSOR_FILE_PATTERNS = (
 SUPPORTED_MODEL_TYPES = ("qwen3_vl", "interlace_qwen3_vl")
 
 
-def resolve_checkpoint(model: str, revision: str | None = None, *, files_only: bool = False) -> Path:
+def resolve_checkpoint(model: str, revision: str | None = None, *, files_only: bool = False,
+                       local_only: bool = False) -> Path:
     """A local directory for `model` (a directory, or a Hub id downloaded through the usual cache).
 
     With `files_only`, only the processor / tokenizer / generation files are fetched.
@@ -43,10 +44,20 @@ def resolve_checkpoint(model: str, revision: str | None = None, *, files_only: b
     from huggingface_hub import snapshot_download
 
     patterns = list(PROCESSOR_FILE_PATTERNS) + ["config.json"] if files_only else None
+    if local_only:
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(model, revision=revision, allow_patterns=patterns, local_files_only=True))
+        except LocalEntryNotFoundError:
+            raise ValueError(
+                f"{model!r} is not in the local Hub cache, and --dry-run reads nothing from the network; pass a local "
+                "model directory, or download it once (`hf download ...`)."
+            ) from None
     return Path(snapshot_download(model, revision=revision, allow_patterns=patterns))
 
 
-def read_model_config(model: str, revision: str | None = None) -> dict:
+def read_model_config(model: str, revision: str | None = None, *, local_only: bool = False) -> dict:
     """The raw config.json of a local directory or Hub id (cheap: no weights)."""
     path = Path(model).expanduser()
     if path.is_dir():
@@ -54,7 +65,7 @@ def read_model_config(model: str, revision: str | None = None) -> dict:
         if not config_file.is_file():
             raise ValueError(f"{str(path)!r} has no config.json; pass a Qwen3-VL model directory or Hub id.")
     else:
-        config_file = resolve_checkpoint(model, revision, files_only=True) / "config.json"
+        config_file = resolve_checkpoint(model, revision, files_only=True, local_only=local_only) / "config.json"
     config = json.loads(config_file.read_text())
     if config.get("model_type") not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
