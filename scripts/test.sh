@@ -5,5 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 VENV="${INTERLACE_HF_VENV:-.venv}"
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# No HF_HUB_OFFLINE: the tests run their own Hub on 127.0.0.1 (tests/hub_server.py) and point HF_ENDPOINT at it.
+export TOKENIZERS_PARALLELISM=false
 exec "$VENV/bin/python" -m pytest tests -q "$@"

@@ -1,9 +1,24 @@
 import json
+import tempfile
 
-import pytest
+# A loopback Hub for the whole session, started before anything imports huggingface_hub (it reads HF_ENDPOINT once):
+# every Hub call of the tests (and any accidental one) goes to 127.0.0.1, never to the internet.
+from hub_server import start_session_hub
 
-from interlace_hf.processing import load_processor
-from interlace_hf.tiny import build_tiny_model, tiny_example_conversations, tiny_example_inputs
+HUB = start_session_hub(tokens={"hf_alice_write": "alice", "hf_bob_write": "bob"}, orgs={"alice": ["alice-org"]},
+                        hf_home=tempfile.mkdtemp(prefix="interlace-hf-test-home-"))
+
+import pytest  # noqa: E402
+
+from interlace_hf.processing import load_processor  # noqa: E402
+from interlace_hf.tiny import build_tiny_model, tiny_example_conversations, tiny_example_inputs  # noqa: E402
+
+
+@pytest.fixture
+def hub():
+    """The session's loopback Hub, emptied (repos, collections, injected faults, request log) for each test."""
+    HUB.reset()
+    return HUB
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,9 @@ import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
 # The Hub refuses regular (non-LFS) files above 10 MiB and routes these suffixes to LFS through `.gitattributes`.
@@ -58,7 +59,7 @@ def git_blob_oid(data: bytes) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _slugify(title: str) -> str:
@@ -123,7 +124,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "HubServer/1.0"
     timeout = 60
 
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, format, *args):
         pass  # requests are recorded in HubServer.log; the default stderr log is noise
 
     def _dispatch(self):
@@ -168,7 +169,7 @@ class HubServer:
     def url(self) -> str:
         return f"http://{self._httpd.server_address[0]}:{self.port}"
 
-    def start(self) -> "HubServer":
+    def start(self) -> Self:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="hub-server", daemon=True
@@ -183,7 +184,7 @@ class HubServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -194,6 +195,7 @@ class HubServer:
         with self._lock:
             self.repos: dict[tuple[str, str], Repo] = {}
             self.blobs: dict[str, bytes] = {}
+            self._lfs_cache: dict[str, tuple[str, str, int]] = {}
             self.collections: dict[str, dict] = {}  # object id -> collection record
             self._faults: list[FaultRule] = []
             self.log: list[dict] = []
@@ -230,7 +232,7 @@ class HubServer:
 
     def add_repo(self, repo_id: str, files: dict[str, bytes] | None = None, *, repo_type: str = "model",
                  private: bool = False, message: str = "Upload files") -> str:
-        """Create `repo_id` (if needed) and commit `files` to `main` without going through HTTP; returns the commit sha."""
+        """Create `repo_id` (if needed) and commit `files` to `main`, bypassing HTTP; returns the commit sha."""
         with self._lock:
             repo = self.repos.get((repo_type, repo_id)) or self._create_repo(repo_type, repo_id, private)
             if not files:
@@ -283,10 +285,12 @@ class HubServer:
 
     def _lfs_info(self, oid: str) -> tuple[str, str, int]:
         """`(sha256, pointer oid, pointer size)` of a blob stored as LFS."""
-        data = self.blobs[oid]
-        sha256 = hashlib.sha256(data).hexdigest()
-        pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(data)}\n".encode()
-        return sha256, git_blob_oid(pointer), len(pointer)
+        if oid not in self._lfs_cache:  # hashing a large blob on every HEAD and listing adds up
+            data = self.blobs[oid]
+            sha256 = hashlib.sha256(data).hexdigest()
+            pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(data)}\n".encode()
+            self._lfs_cache[oid] = (sha256, git_blob_oid(pointer), len(pointer))
+        return self._lfs_cache[oid]
 
     def _file_entry(self, repo: Repo, commit: Commit, path: str, expand: bool) -> dict:
         oid = commit.files[path]
@@ -400,7 +404,7 @@ class HubServer:
             headers["X-Error-Message"] = error.message
             if error.code:
                 headers["X-Error-Code"] = error.code
-        except Exception as error:  # a bug here should read as a 500, not hang the client
+        except Exception as error:  # noqa: BLE001 - a bug here should read as a 500, not hang the client
             status, payload = 500, {"error": f"HubServer internal error: {error!r}"}
         if rule is not None and rule.mode == "drop_after":
             entry["status"] = f"{status}, dropped"
@@ -457,6 +461,8 @@ class HubServer:
             headers.setdefault("Content-Type", "application/json; charset=utf-8")
         handler.send_response(status)
         for key, value in headers.items():
+            # Messages may hold newlines (YAML errors) or non-Latin-1 text, neither of which a header can carry.
+            value = re.sub(r"[\r\n]+", " ", str(value)).encode("latin-1", "replace").decode("latin-1")
             handler.send_header(key, value)
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
@@ -810,7 +816,10 @@ class HubServer:
         if not (create_pr or self._can_push_to(user, repo, kind)):
             raise HubError(403, f"You don't have the rights to write to {repo_id}")
 
-        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        try:
+            lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        except json.JSONDecodeError as error:
+            raise HubError(400, f"Invalid NDJSON commit payload: {error}") from error
         if not lines or lines[0].get("key") != "header":
             raise HubError(400, "The commit payload must start with a header line")
         header = lines[0]["value"]
