@@ -100,6 +100,7 @@ class PruneArgs(SelectionArgs):
     model_revision: str | None = field(default=None, metadata={"help": "revision of the base model on the Hub"})
     dtype: str = field(default="auto", metadata={"help": "dtype to load and save in (auto keeps the checkpoint's)"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty --output-dir"})
+    max_shard_size: str = field(default="5GB", metadata={"help": "largest safetensors shard, e.g. 5GB, 500MB"})
     push_to_hub: str | None = field(default=None, metadata={"help": "also push the result to this Hub repo id"})
     private: bool = field(default=False, metadata={"help": "create the Hub repo private"})
     revision: str | None = field(default=None, metadata={"help": "branch to push to (default: main)"})

@@ -199,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"interlace-hf {ns.command}: error: {err}", file=sys.stderr)
         return 2
+    except Exception as err:
+        # A Hub or network failure that outlived the retries: say so plainly, and how to finish the job.
+        if not type(err).__module__.startswith(("huggingface_hub", "httpx")):
+            raise
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"interlace-hf {ns.command}: Hub error after retries: {first_line}\n"
+              "Run the same command again to finish: files already on the Hub are skipped.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -231,9 +231,9 @@ def push_directory(api, directory: str | Path, repo_id: str, *, private: bool = 
 
     todo = [rel for rel, path in local.items() if not same(rel, path)]
     skipped = sorted(set(local) - set(todo))
-    # Large files first, one per commit (a failure loses at most one shard); the small ones together, last, so the
-    # config and card only land once the weights are there.
-    large = [rel for rel in todo if local[rel].stat().st_size > 10 * 2**20]
+    # Weight shards (and any other large file) first, one per commit, so a failure loses at most one shard and a
+    # rerun skips the shards already there; the small files together, last, so config and card land after the weights.
+    large = [rel for rel in todo if rel.endswith(".safetensors") or local[rel].stat().st_size > 10 * 2**20]
     small = [rel for rel in todo if rel not in large]
     batches = [[rel] for rel in sorted(large)] + ([sorted(small)] if small else [])
     commits, pr_url = [], None

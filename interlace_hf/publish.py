@@ -93,7 +93,7 @@ def run_prune(args: PruneArgs) -> Path | None:
     params_after = sum(p.numel() for p in model.parameters())
     source = resolve_checkpoint(args.model, args.model_revision, files_only=True)
     out = save_pruned(model, plan, args.output_dir, format=chosen, force=args.force, processor_source=source,
-                      overwrite=args.overwrite, similarity_tables=tables)
+                      overwrite=args.overwrite, similarity_tables=tables, max_shard_size=args.max_shard_size)
     print(
         f"wrote {chosen} checkpoint to {out}: {plan.num_layers} -> {plan.num_kept} decoder layers, "
         f"{params_before / 1e6:.2f}M -> {params_after / 1e6:.2f}M parameters ({time.perf_counter() - start:.1f}s)"

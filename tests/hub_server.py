@@ -117,6 +117,7 @@ class FaultRule:
     mode: str
     method: str | None
     retry_after: int | None
+    skip: int = 0  # matching requests let through before the failures start
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -208,7 +209,7 @@ class HubServer:
             return [(entry["method"], entry["path"]) for entry in self.log]
 
     def fail_next(self, n: int = 1, status: int = 500, path_contains: str = "", mode: str = "status",
-                  method: str | None = None, retry_after: int | None = None) -> None:
+                  method: str | None = None, retry_after: int | None = None, after: int = 0) -> None:
         """Make the next `n` requests whose path contains `path_contains` fail.
 
         Args:
@@ -222,13 +223,19 @@ class HubServer:
             method (`str`, *optional*): Only requests with this HTTP method match.
             retry_after (`int`, *optional*): `Retry-After` seconds to send; defaults to 0 for 429 and 503, else none.
                 The client waits `Retry-After + 1` s when it is set, else 1 s, 2 s, 4 s ... between retries.
+            after (`int`): Let this many matching requests through first (e.g. fail a push after its first commit).
         """
         if mode not in ("status", "drop", "drop_after"):
             raise ValueError(f"mode={mode!r} is not one of 'status', 'drop', 'drop_after'.")
         if retry_after is None and status in (429, 503):
             retry_after = 0
         with self._lock:
-            self._faults.append(FaultRule(n, status, path_contains, mode, method and method.upper(), retry_after))
+            self._faults.append(FaultRule(n, status, path_contains, mode, method and method.upper(), retry_after, after))
+
+    def clear_faults(self) -> None:
+        """Drop every pending injected failure (repos and the request log stay)."""
+        with self._lock:
+            self._faults.clear()
 
     def add_repo(self, repo_id: str, files: dict[str, bytes] | None = None, *, repo_type: str = "model",
                  private: bool = False, message: str = "Upload files") -> str:
@@ -432,6 +439,9 @@ class HubServer:
         with self._lock:
             for rule in self._faults:
                 if rule.remaining > 0 and rule.path_contains in path and rule.method in (None, method):
+                    if rule.skip > 0:
+                        rule.skip -= 1
+                        return None
                     rule.remaining -= 1
                     return rule
         return None
