@@ -160,6 +160,6 @@ class InterlaceSFTTrainer(SFTTrainer):
 
         if not (Path(self.args.output_dir) / "config.json").is_file():
             return  # TRL calls this at each checkpoint too; the card is written once the model is saved there
-        name = model_name or self.args.hub_model_id or Path(self.args.output_dir).name
+        name = self.args.hub_model_id or model_name or Path(self.args.output_dir).name  # the Hub name when pushing
         write_model_card(self.args.output_dir, model_name=name, trained=self.state.global_step > 0,
                          datasets=[dataset_name] if dataset_name and "/" in dataset_name else None)

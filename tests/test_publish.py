@@ -186,3 +186,29 @@ def test_with_retries_gives_up_on_permanent_errors():
     with pytest.raises(ValueError):
         with_retries(fail, what="x", sleep=lambda s: None)
     assert len(calls) == 1
+
+
+def test_trainer_push_to_hub_keeps_the_format_the_plan_and_our_card(hub, tiny_model_dir, tiny_processor, tmp_path):
+    from interlace_hf.surgery import prune_model
+    from interlace_hf.synthetic import make_synthetic
+    from interlace_hf.train import build_train_dataset
+    from interlace_hf.args import TrainArgs
+    from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer
+
+    plan = Plan(12, (2, 5, 10), (1, 4, 9), (3, 6, 11), "interlace")
+    model = prune_model(AutoModelForImageTextToText.from_pretrained(tiny_model_dir), plan)
+    data = make_synthetic(tmp_path / "d", num=4)
+    dataset, _ = build_train_dataset(TrainArgs(model="x", dataset=str(data)))
+    args = InterlaceSFTConfig(output_dir=str(tmp_path / "ft"), max_steps=1, per_device_train_batch_size=2,
+                              gradient_accumulation_steps=1, save_strategy="no", report_to="none",
+                              max_pixels=16384, min_pixels=1024, dataloader_pin_memory=False,
+                              push_to_hub=True, hub_model_id="alice/ft", hub_token=TOKEN)
+    trainer = InterlaceSFTTrainer(model, plan, args=args, train_dataset=dataset, processing_class=tiny_processor)
+    trainer.train()
+    trainer.push_to_hub()
+    files = remote_files("alice/ft", tmp_path)
+    assert Plan.from_json(files["plan.json"].decode()) == plan
+    assert json.loads(files["config.json"])["model_type"] == "interlace_qwen3_vl"
+    card = ModelCard(files["README.md"].decode())
+    assert {"interlace", "layer-pruning"} <= set(card.data.tags) and "alice/ft" in card.text
+    assert TOKEN.encode() not in b"".join(files.values())
