@@ -146,7 +146,13 @@ class InterlaceSFTTrainer(SFTTrainer):
         )
 
     def _save(self, output_dir: str | None = None, state_dict=None):
-        super()._save(output_dir, state_dict=state_dict)
+        # transformers pickles the TrainingArguments into training_args.bin, hub_token included, and pushes it with
+        # the model: keep the token out of every file (it stays in memory for the upload itself).
+        token, self.args.hub_token = self.args.hub_token, None
+        try:
+            super()._save(output_dir, state_dict=state_dict)
+        finally:
+            self.args.hub_token = token
         output_dir = output_dir or self.args.output_dir
         self.plan.save(f"{output_dir}/{PLAN_FILE}")
 
