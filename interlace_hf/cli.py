@@ -119,6 +119,14 @@ def _cmd_data_prepare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(ns: argparse.Namespace) -> int:
+    from .run import run_pipeline
+
+    overrides = {k: v for k, v in (("output_dir", ns.output_dir), ("model", ns.model)) if v}
+    run_pipeline(ns.config, overrides)
+    return 0
+
+
 def _cmd_verify(ns: argparse.Namespace) -> int:
     args = from_namespace(VerifyArgs, ns)
     from .verify import verify_pruned
@@ -177,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(sub, "push", PushArgs, _cmd_push)
     _add_command(sub, "publish", PublishArgs, _cmd_publish)
     _add_command(sub, "verify", VerifyArgs, _cmd_verify)
+    run = sub.add_parser("run", help="the whole method from one recipe: data -> ... -> card (-> push)",
+                         description="the whole method from one recipe, resumable stage by stage")
+    run.add_argument("--config", required=True, help="a run recipe (see recipes/run/)")
+    run.add_argument("--output-dir", default=None, help="override the recipe's output_dir")
+    run.add_argument("--model", default=None, help="override the recipe's model")
+    run.set_defaults(func=_cmd_run)
     # `train` parses its own flags (TrainArgs + the trainer's SFTConfig fields, which import torch): see main().
     sub.add_parser("train", add_help=False, help="fine-tune the plan's tuned layers from a YAML recipe (--config)")
     return parser

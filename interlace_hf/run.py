@@ -1,0 +1,267 @@
+"""`interlace-hf run --config recipe.yaml`: the whole method in one output directory, resumable stage by stage.
+
+    data -> similarity -> plan -> prune -> fine-tune -> eval -> bench -> card -> (push)
+
+Each stage writes its outputs under `output_dir` and is skipped when they are already there, so a rerun after an
+interruption continues where it stopped (the fine-tune itself resumes from its last checkpoint). The recipe's
+top-level keys are the fields of `RunArgs`; its `train:` section holds `interlace-hf train` keys (the same schema
+as a training recipe; model, dataset and output directory are filled in by the run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("base", "data", "similarity", "plan", "prune", "train", "eval", "bench", "card", "push")
+
+
+@dataclass(kw_only=True)
+class RunArgs:
+    """The whole method from one recipe."""
+
+    model: str = field(default="", metadata={"help": "the dense base model (directory, Hub id, or `tiny`)"})
+    output_dir: str = field(default="", metadata={"help": "one directory for every artifact"})
+    data: str = field(default="synthetic", metadata={"help": "calibration + training data, or `synthetic`"})
+    synthetic_num: int = field(default=200, metadata={"help": "records of the synthetic set (data: synthetic)"})
+    eval_data: str | None = field(default=None, metadata={"help": "held-out evaluation data (default: a new synthetic set)"})
+    eval_tasks: list[str] = field(default_factory=lambda: ["synthetic"], metadata={"help": "evaluation tasks"})
+    eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N records per task"})
+    pack_sizes: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"help": "similarity block sizes"})
+    sample_fraction: float = field(default=0.1, metadata={"help": "calibration fraction"})
+    strategy: str = field(default="interlace", metadata={"help": "selection strategy"})
+    drop_ratio: float = field(default=0.25, metadata={"help": "fraction of layers to drop"})
+    seed: int = field(default=42, metadata={"help": "seed of sampling, selection and training"})
+    format: str = field(default="auto", metadata={"help": "checkpoint format"})
+    train: dict = field(default_factory=dict, metadata={"help": "`interlace-hf train` keys (a training recipe)"})
+    bench_image_size: int = field(default=448, metadata={"help": "benchmark image side"})
+    bench_repeats: int = field(default=5, metadata={"help": "benchmark repeats"})
+    skip: list[str] = field(default_factory=list, metadata={"help": f"stages to skip: {', '.join(STAGES)}"})
+    push_to_hub: str | None = field(default=None, metadata={"help": "push the final checkpoint to this repo id"})
+
+    def validate(self) -> None:
+        missing = [name for name in ("model", "output_dir") if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"the run recipe needs {', '.join(missing)}.")
+        unknown = sorted(set(self.skip) - set(STAGES))
+        if unknown:
+            raise ValueError(f"skip: unknown stages {unknown}; stages are {', '.join(STAGES)}.")
+        if not 0 < self.drop_ratio < 1:
+            raise ValueError(f"drop_ratio must be in (0, 1), got {self.drop_ratio}.")
+        if not isinstance(self.train, dict):
+            raise ValueError("train: must be a mapping of `interlace-hf train` keys.")
+
+
+def load_run_recipe(path: str | Path, overrides: dict | None = None) -> RunArgs:
+    """Read a run recipe; unknown keys are an error that names them."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--config {str(path)!r} does not exist; pass a run recipe (see recipes/run-tiny.yaml).")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of argument names to values.")
+    data.update(overrides or {})
+    names = {f.name for f in dataclasses.fields(RunArgs)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{path}: unknown run recipe keys {unknown}; the keys are {sorted(names)}.")
+    floats = {"sample_fraction", "drop_ratio"}
+    for key in floats & set(data):
+        data[key] = float(data[key])  # PyYAML reads 1e-1 as a string
+    args = RunArgs(**data)
+    args.validate()
+    return args
+
+
+class Pipeline:
+    """Runs the stages in order; each one checks its own outputs and returns early when they exist."""
+
+    def __init__(self, args: RunArgs, recipe_text: str | None = None):
+        self.args = args
+        self.out = Path(args.output_dir)
+        self.recipe_text = recipe_text
+        self.report: dict = {"stages": {}}
+
+    # paths
+    @property
+    def data_file(self) -> Path:
+        return self.out / "data" / "synthetic.json" if self.args.data == "synthetic" else Path(self.args.data)
+
+    @property
+    def eval_file(self) -> Path:
+        if self.args.eval_data:
+            return Path(self.args.eval_data)
+        return self.out / "eval-data" / "synthetic.json"
+
+    def _stage(self, name: str, done: bool, run) -> None:
+        if name in self.args.skip:
+            self.report["stages"][name] = "skipped (recipe)"
+            return
+        if done:
+            print(f"[{name}] already done, skipping")
+            self.report["stages"][name] = "already done"
+            return
+        print(f"[{name}] running")
+        start = time.perf_counter()
+        run()
+        self.report["stages"][name] = f"done in {time.perf_counter() - start:.1f}s"
+
+    def run(self) -> dict:
+        a, out = self.args, self.out
+        out.mkdir(parents=True, exist_ok=True)
+        if self.recipe_text is not None:
+            (out / "run_recipe.yaml").write_text(self.recipe_text)
+        if a.model == "tiny":  # the embedded default, built here
+            from .tiny import build_tiny_model
+
+            self.args.model = str(out / "base")
+            self._stage("base", (out / "base" / "config.json").is_file(),
+                        lambda: build_tiny_model(out / "base", seed=a.seed, overwrite=True))
+        self._stage("data", self.data_file.is_file() and self.eval_file.is_file(), self._data)
+        sim = out / "similarity"
+        self._stage("similarity", (sim / "similarity_summary.json").is_file(), lambda: self._similarity(sim))
+        self._stage("plan", (out / "plan.json").is_file(), lambda: self._plan(sim))
+        pruned = out / "pruned"
+        self._stage("prune", (pruned / "plan.json").is_file(), lambda: self._prune(sim, pruned))
+        final = out / "finetuned"
+        self._stage("train", (final / "interlace_train.json").is_file(), lambda: self._train(pruned, final))
+        if "train" in a.skip or not (final / "config.json").is_file():
+            final = pruned
+        self._stage("eval", (out / "eval.json").is_file(), lambda: self._eval(final))
+        self._stage("bench", (out / "bench.json").is_file(), lambda: self._bench(final))
+        self._stage("card", False, lambda: self._card(final))
+        if a.push_to_hub:
+            self._stage("push", False, lambda: self._push(final))
+        return self._final_report(final)
+
+    # stages
+    def _data(self) -> None:
+        from .synthetic import make_synthetic
+
+        a = self.args
+        if a.data == "synthetic" and not self.data_file.is_file():
+            make_synthetic(self.out / "data", num=a.synthetic_num, seed=a.seed, overwrite=True)
+        if not a.eval_data and not self.eval_file.is_file():  # held out: another seed
+            make_synthetic(self.out / "eval-data", num=max(16, a.synthetic_num // 4), seed=a.seed + 1, overwrite=True)
+
+    def _similarity(self, sim: Path) -> None:
+        from .args import SimilarityArgs
+        from .similarity import run_similarity
+
+        a = self.args
+        run_similarity(SimilarityArgs(model=a.model, data=str(self.data_file), output_dir=str(sim),
+                                      pack_sizes=a.pack_sizes, sample_fraction=a.sample_fraction, seed=a.seed,
+                                      batch_size=8, overwrite=True))
+
+    def _plan(self, sim: Path) -> None:
+        from .layermap import plot_similarity_profile, render_layer_map
+        from .selection import load_similarity_tables, select_layers
+
+        tables = load_similarity_tables(sim)
+        plan = select_layers(tables, self.args.strategy, drop_ratio=self.args.drop_ratio, seed=self.args.seed)
+        plan.save(self.out / "plan.json")
+        print(render_layer_map(plan, tables))
+        try:
+            plot_similarity_profile(plan, tables, self.out / "plan.png")
+        except ValueError as err:
+            logger.info("no plot: %s", err)
+
+    def _prune(self, sim: Path, pruned: Path) -> None:
+        from .export import choose_format, load_model, save_pruned
+        from .hub import resolve_checkpoint
+        from .plan import Plan
+        from .selection import load_similarity_tables
+        from .surgery import num_deepstack_features, prune_model
+
+        plan = Plan.load(self.out / "plan.json")
+        model = load_model(self.args.model)
+        fmt = choose_format(self.args.format, list(plan.kept_layers), num_deepstack_features(model.config))
+        prune_model(model, plan, base_model=self.args.model)
+        save_pruned(model, plan, pruned, format=fmt, overwrite=True, similarity_tables=load_similarity_tables(sim),
+                    processor_source=resolve_checkpoint(self.args.model, files_only=True))
+
+    def _train(self, pruned: Path, final: Path) -> None:
+        import yaml
+
+        from .train import parse_train_args, run_training
+
+        recipe = dict(self.args.train)
+        recipe.update(model=str(pruned), dataset=str(self.data_file), output_dir=str(final))
+        recipe.setdefault("seed", self.args.seed)
+        path = self.out / "train_recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        train_args, sft_config, text = parse_train_args(["--config", str(path)])
+        run_training(train_args, sft_config, text)
+
+    def _eval(self, final: Path) -> None:
+        from .evaluate import run_eval
+
+        run_eval(str(final), base=self.args.model, tasks=self.args.eval_tasks,
+                 data={task: str(self.eval_file) for task in self.args.eval_tasks if task == "synthetic"},
+                 limit=self.args.eval_limit, output=str(self.out / "eval.json"))
+
+    def _bench(self, final: Path) -> None:
+        from .bench import run_bench
+
+        run_bench([self.args.model, str(final)], image_size=self.args.bench_image_size,
+                  repeats=self.args.bench_repeats, output=str(self.out / "bench.json"))
+
+    def _card(self, final: Path) -> None:
+        from .card import write_model_card
+
+        print(f"card: {write_model_card(final, model_name=self.args.push_to_hub or final.name)}")
+
+    def _push(self, final: Path) -> None:
+        from .hub import check_push_access
+        from .publish import _push_summary, push_checkpoint
+
+        api = check_push_access(self.args.push_to_hub)
+        print(_push_summary(push_checkpoint(api, final, self.args.push_to_hub)))
+
+    def _final_report(self, final: Path) -> dict:
+        from .card import parameter_counts
+        from .plan import Plan
+
+        plan = Plan.load(final)
+        before, after = parameter_counts(final, plan)
+        report = dict(self.report, checkpoint=str(final), card=str(final / "README.md"),
+                      layers_before=plan.num_layers, layers_after=plan.num_kept,
+                      parameters_before=before, parameters_after=after)
+        evaluation = _read(self.out / "eval.json")
+        bench = _read(final / "bench_results.json")
+        if evaluation:
+            report["relative_performance"] = evaluation.get("relative")
+        if bench:
+            report["ttft_speedup"] = bench.get("speedup")
+        (self.out / "run_report.json").write_text(json.dumps(report, indent=2))
+        lines = [
+            "",
+            "INTERLACE run report",
+            f"  layers:               {plan.num_layers} -> {plan.num_kept} ({plan.strategy}, drop {list(plan.dropped_layers)})",
+            f"  parameters:           {before / 1e6:.2f}M -> {after / 1e6:.2f}M",
+        ]
+        if report.get("relative_performance") is not None:
+            lines.append(f"  relative performance: {100 * report['relative_performance']:.1f}% of the base model")
+        if report.get("ttft_speedup") is not None:
+            lines.append(f"  TTFT speed-up:        {report['ttft_speedup']:.2f}x ({bench.get('device')})")
+        lines += [f"  checkpoint:           {final}", f"  model card:           {final / 'README.md'}",
+                  f"  report:               {self.out / 'run_report.json'}"]
+        print("\n".join(lines))
+        return report
+
+
+def _read(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_pipeline(config: str, overrides: dict | None = None) -> dict:
+    args = load_run_recipe(config, overrides)
+    return Pipeline(args, Path(config).read_text()).run()
