@@ -240,6 +240,30 @@ class SyntheticArgs:
 
 
 @dataclass
+class EvalArgs:
+    """`interlace-hf eval`: score a model on VQA tasks (greedy answers); with --base, the paper's relative performance."""
+
+    model: str = field(metadata={"positional": True, "help": "the model to evaluate: a local directory or a Hub id"})
+    base: str | None = field(default=None, metadata={"help": "the dense base: adds pruned/base ratios"})
+    tasks: list[str] = field(default_factory=lambda: ["synthetic"],
+                             metadata={"help": "synthetic chartqa textvqa scienceqa, or any name given in --data"})
+    data: list[str] | None = field(default=None, metadata={"help": "TASK=PATH_OR_HUB_ID ..."})
+    metric: list[str] | None = field(default=None, metadata={"help": "METRIC (all tasks) or TASK=METRIC ..."})
+    split: str | None = field(default=None, metadata={"help": "dataset split"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate call"})
+    max_new_tokens: int = field(default=16, metadata={"help": "answer length limit"})
+    limit: int | None = field(default=None, metadata={"help": "at most N records per task"})
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
+    revision: str | None = field(default=None, metadata={"help": "revision of MODEL on the Hub"})
+    base_revision: str | None = field(default=None, metadata={"help": "revision of --base on the Hub"})
+    prompt_suffix: str | None = field(default=None, metadata={"help": "instruction after the question ('' for none)"})
+    output: str | None = field(default=None, metadata={"help": "results JSON"})
+    save_predictions: bool = field(default=False, metadata={"help": "keep every prediction in the JSON"})
+    no_card_results: bool = field(default=False, metadata={"help": "do not write eval_results.json into MODEL"})
+
+
+@dataclass
 class VerifyArgs:
     """`interlace-hf verify`: check a pruned checkpoint computes what its base computes with the layers skipped."""
 

@@ -11,6 +11,7 @@ import sys
 import time
 
 from .args import (
+    EvalArgs,
     PlanArgs,
     PrepareArgs,
     PruneArgs,
@@ -119,6 +120,19 @@ def _cmd_data_prepare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(ns: argparse.Namespace) -> int:
+    a = from_namespace(EvalArgs, ns)
+    from .evaluate import format_results, parse_metric_option, parse_task_mapping, run_eval
+
+    result = run_eval(a.model, a.base, a.tasks, a.output, data=parse_task_mapping(a.data, "--data"),
+                      metric=parse_metric_option(a.metric), split=a.split, batch_size=a.batch_size,
+                      max_new_tokens=a.max_new_tokens, limit=a.limit, dtype=a.dtype, device=a.device,
+                      revision=a.revision, base_revision=a.base_revision, prompt_suffix=a.prompt_suffix,
+                      save_predictions=a.save_predictions, write_card_results=not a.no_card_results)
+    print(format_results(result))
+    return 0
+
+
 def _cmd_run(ns: argparse.Namespace) -> int:
     from .run import run_pipeline
 
@@ -184,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(sub, "prune", PruneArgs, _cmd_prune)
     _add_command(sub, "push", PushArgs, _cmd_push)
     _add_command(sub, "publish", PublishArgs, _cmd_publish)
+    _add_command(sub, "eval", EvalArgs, _cmd_eval)
     _add_command(sub, "verify", VerifyArgs, _cmd_verify)
     run = sub.add_parser("run", help="the whole method from one recipe: data -> ... -> card (-> push)",
                          description="the whole method from one recipe, resumable stage by stage")

@@ -250,6 +250,9 @@ class Pipeline:
         ]
         if report.get("relative_performance") is not None:
             lines.append(f"  relative performance: {100 * report['relative_performance']:.1f}% of the base model")
+        elif evaluation is not None:
+            lines.append("  relative performance: n/a (the base model scores 0 on every task: nothing to keep; a "
+                         "randomly initialised model answers nothing)")
         if report.get("ttft_speedup") is not None:
             lines.append(f"  TTFT speed-up:        {report['ttft_speedup']:.2f}x ({bench.get('device')})")
         lines += [f"  checkpoint:           {final}", f"  model card:           {final / 'README.md'}",
