@@ -240,6 +240,28 @@ class SyntheticArgs:
 
 
 @dataclass
+class BenchArgs:
+    """`interlace-hf bench`: TTFT, decode speed and memory of a base and its pruned variants, in one interleaved run."""
+
+    models: list[str] = field(metadata={"positional": True, "help": "BASE [PRUNED ...] (with --random-weights: "
+                                        "base, ratios like 0.25 / 25pc, or plan.json files)"})
+    image_size: int = field(default=448, metadata={"help": "image side in pixels"})
+    prompt_tokens: int = field(default=64, metadata={"help": "text tokens in the prompt"})
+    new_tokens: int = field(default=32, metadata={"help": "tokens to decode"})
+    repeats: int = field(default=5, metadata={"help": "interleaved measured rounds"})
+    warmup: int = field(default=1, metadata={"help": "warm-up rounds"})
+    dtype: str = field(default="auto", metadata={"choices": ["auto", "float32", "bfloat16", "float16"],
+                                                 "help": "dtype"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda"})
+    random_weights: bool = field(default=False, metadata={"help": "build the models from a config, random weights"})
+    config: str | None = field(default=None, metadata={"help": "config.json or qwen3-vl-8b / qwen3-vl-4b"})
+    plans: list[str] | None = field(default=None, metadata={"help": "plan.json files for --random-weights variants"})
+    compare_stock: bool = field(default=False, metadata={"help": "also time stock Qwen3-VL vs Interlace, same depth"})
+    write_model_results: bool = field(default=False, metadata={"help": "write bench_results.json into pruned dirs"})
+    output: str | None = field(default=None, metadata={"help": "results JSON"})
+
+
+@dataclass
 class EvalArgs:
     """`interlace-hf eval`: score a model on VQA tasks (greedy answers); with --base, the paper's relative performance."""
 
@@ -322,7 +344,11 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
         if meta.get("positional"):
-            parser.add_argument(f.name, type=kind, metavar=f.name.upper(), **kwargs)
+            if typing.get_origin(kind) is list:
+                (item,) = typing.get_args(kind)
+                parser.add_argument(f.name, type=item, nargs="+", metavar=f.name.upper(), **kwargs)
+            else:
+                parser.add_argument(f.name, type=kind, metavar=f.name.upper(), **kwargs)
             continue
         if typing.get_origin(kind) is list:
             (item,) = typing.get_args(kind)

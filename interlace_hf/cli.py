@@ -11,6 +11,7 @@ import sys
 import time
 
 from .args import (
+    BenchArgs,
     EvalArgs,
     PlanArgs,
     PrepareArgs,
@@ -120,6 +121,19 @@ def _cmd_data_prepare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .bench import format_bench_table, run_bench
+
+    a = from_namespace(BenchArgs, ns)
+    kwargs = asdict(a)
+    models = kwargs.pop("models")
+    result = run_bench(models, command="interlace-hf " + " ".join(sys.argv[1:]), **kwargs)
+    print(format_bench_table(result))
+    return 0
+
+
 def _cmd_eval(ns: argparse.Namespace) -> int:
     a = from_namespace(EvalArgs, ns)
     from .evaluate import format_results, parse_metric_option, parse_task_mapping, run_eval
@@ -198,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(sub, "prune", PruneArgs, _cmd_prune)
     _add_command(sub, "push", PushArgs, _cmd_push)
     _add_command(sub, "publish", PublishArgs, _cmd_publish)
+    _add_command(sub, "bench", BenchArgs, _cmd_bench)
     _add_command(sub, "eval", EvalArgs, _cmd_eval)
     _add_command(sub, "verify", VerifyArgs, _cmd_verify)
     run = sub.add_parser("run", help="the whole method from one recipe: data -> ... -> card (-> push)",

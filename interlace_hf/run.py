@@ -212,7 +212,7 @@ class Pipeline:
         from .bench import run_bench
 
         run_bench([self.args.model, str(final)], image_size=self.args.bench_image_size,
-                  repeats=self.args.bench_repeats, output=str(self.out / "bench.json"))
+                  repeats=self.args.bench_repeats, output=str(self.out / "bench.json"), write_model_results=True)
 
     def _card(self, final: Path) -> None:
         from .card import write_model_card
