@@ -173,7 +173,6 @@ def _cmd_verify(ns: argparse.Namespace) -> int:
 
 def _cmd_similarity(ns: argparse.Namespace) -> int:
     args = from_namespace(SimilarityArgs, ns)
-    args.validate()
     from .similarity import run_similarity
 
     start = time.perf_counter()

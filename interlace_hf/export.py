@@ -136,6 +136,19 @@ def save_pruned(
     return Path(output_dir)
 
 
+def prune_and_save(model, plan: Plan, base_model: str, output_dir, *, revision: str | None = None, **save_kwargs) -> Path:
+    """Prune a loaded base model with `plan` and write it, with the base's processor / tokenizer files, to `output_dir`.
+
+    `save_kwargs` go to `save_pruned` (`format`, `force`, `overwrite`, `similarity_tables`, `max_shard_size`).
+    """
+    from .hub import resolve_checkpoint
+    from .surgery import prune_model
+
+    prune_model(model, plan, base_model=base_model)
+    source = resolve_checkpoint(base_model, revision, files_only=True)
+    return save_pruned(model, plan, output_dir, processor_source=source, **save_kwargs)
+
+
 def _write_card(directory: Path, model_name: str, plan: Plan, tables) -> None:
     """The similarity profile (when matplotlib is there) and the model card of a freshly written checkpoint."""
     from .card import PROFILE_IMAGE, write_model_card

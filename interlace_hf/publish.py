@@ -77,10 +77,8 @@ def run_prune(args: PruneArgs) -> Path | None:
                              revision=args.model_revision))
         return None
 
-    from .export import load_model, save_pruned
-    from .hub import resolve_checkpoint
+    from .export import load_model, prune_and_save
     from .selection import plan_from_args
-    from .surgery import prune_model
 
     start = time.perf_counter()
     model = load_model(args.model, revision=args.model_revision, dtype=args.dtype)
@@ -89,11 +87,10 @@ def run_prune(args: PruneArgs) -> Path | None:
         chosen = choose_format(args.format, list(plan.kept_layers), _deepstack_count(config), args.force)
     print(f"plan: {plan.describe()}")
     params_before = sum(p.numel() for p in model.parameters())
-    prune_model(model, plan, base_model=args.model)
+    out = prune_and_save(model, plan, args.model, args.output_dir, revision=args.model_revision, format=chosen,
+                         force=args.force, overwrite=args.overwrite, similarity_tables=tables,
+                         max_shard_size=args.max_shard_size)
     params_after = sum(p.numel() for p in model.parameters())
-    source = resolve_checkpoint(args.model, args.model_revision, files_only=True)
-    out = save_pruned(model, plan, args.output_dir, format=chosen, force=args.force, processor_source=source,
-                      overwrite=args.overwrite, similarity_tables=tables, max_shard_size=args.max_shard_size)
     print(
         f"wrote {chosen} checkpoint to {out}: {plan.num_layers} -> {plan.num_kept} decoder layers, "
         f"{params_before / 1e6:.2f}M -> {params_after / 1e6:.2f}M parameters ({time.perf_counter() - start:.1f}s)"
@@ -276,18 +273,13 @@ def run_publish(args: PublishArgs) -> dict:
 
 def _build_variant(args: PublishArgs, variant: dict, tables) -> Path:
     """Prune (and fine-tune) one variant into its directory, unless a finished one is already there."""
-    from .export import load_model, save_pruned
-    from .hub import resolve_checkpoint
-    from .surgery import prune_model
+    from .export import load_model, prune_and_save
 
     directory = Path(variant["dir"])
     plan: Plan = variant["plan"]
     if not ((directory / "plan.json").is_file() and Plan.load(directory) == plan):
-        model = load_model(args.model)
-        prune_model(model, plan, base_model=args.model)
-        save_pruned(model, plan, directory, format=variant["format"], overwrite=True, similarity_tables=tables,
-                    processor_source=resolve_checkpoint(args.model, files_only=True))
-        del model
+        prune_and_save(load_model(args.model), plan, args.model, directory, format=variant["format"],
+                       overwrite=True, similarity_tables=tables)
     if not args.train_config:
         return directory
     trained = directory.with_name(directory.name + "-ft")

@@ -175,18 +175,16 @@ class Pipeline:
             logger.info("no plot: %s", err)
 
     def _prune(self, sim: Path, pruned: Path) -> None:
-        from .export import choose_format, load_model, save_pruned
-        from .hub import resolve_checkpoint
+        from .export import choose_format, load_model, prune_and_save
         from .plan import Plan
         from .selection import load_similarity_tables
-        from .surgery import num_deepstack_features, prune_model
+        from .surgery import num_deepstack_features
 
         plan = Plan.load(self.out / "plan.json")
         model = load_model(self.args.model)
         fmt = choose_format(self.args.format, list(plan.kept_layers), num_deepstack_features(model.config))
-        prune_model(model, plan, base_model=self.args.model)
-        save_pruned(model, plan, pruned, format=fmt, overwrite=True, similarity_tables=load_similarity_tables(sim),
-                    processor_source=resolve_checkpoint(self.args.model, files_only=True))
+        prune_and_save(model, plan, self.args.model, pruned, format=fmt, overwrite=True,
+                       similarity_tables=load_similarity_tables(sim))
 
     def _train(self, pruned: Path, final: Path) -> None:
         import yaml
