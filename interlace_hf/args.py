@@ -369,3 +369,82 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 def from_namespace(cls: type, namespace: argparse.Namespace):
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in vars(namespace).items() if k in names})
+
+
+TESTBED_SIZES = ["small", "base", "tiny"]
+TESTBED_STRATEGIES = ["interlace", "interlace_oa", "interlace_tn", "consecutive", "random", "shortgpt", "angular",
+                      "sleb"]
+
+
+@dataclass
+class TestbedTrainArgs:
+    """`interlace-hf testbed train`: train a small Qwen3-VL from scratch on synthetic VQA, to measure retention on."""
+
+    __test__ = False  # not a pytest class
+
+    output_dir: str = field(metadata={"positional": True, "help": "testbed directory (model, data, accuracy)"})
+    size: str = field(default="small", metadata={"choices": TESTBED_SIZES,
+                                                 "help": "small (12 layers, minutes on a CPU), base (24 layers, GPU), "
+                                                         "tiny (tests)"})
+    steps: int | None = field(default=None, metadata={"help": "optimizer steps (default: the size's)"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights, the data and the order; same seed, same model"})
+    batch_size: int | None = field(default=None, metadata={"help": "samples per step (default: the size's)"})
+    learning_rate: float | None = field(default=None, metadata={"help": "peak learning rate (default: the size's)"})
+    tasks: list[str] | None = field(default=None, metadata={
+        "help": "synthetic task types (default: the size's; small: count colour shape bar_tallest, base: all six)"})
+    num_eval: int = field(default=600, metadata={"help": "held-out questions to report the accuracy on"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when there is one), cpu, cuda"})
+    overwrite: bool = field(default=False, metadata={"help": "start over in a non-empty OUTPUT_DIR"})
+
+    def validate(self) -> None:
+        if self.size not in TESTBED_SIZES:
+            raise ValueError(f"--size must be one of {', '.join(TESTBED_SIZES)}, got {self.size!r}.")
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{_flag(name)} must be >= 1, got {value}.")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}.")
+        if self.num_eval < 6:
+            raise ValueError(f"--num-eval must be >= 6 (one question per task type at least), got {self.num_eval}.")
+        known = ["count", "colour", "shape", "bar_tallest", "bar_value", "text"]  # interlace_hf.synthetic.TASKS
+        unknown = [t for t in self.tasks or [] if t not in known]
+        if unknown or self.tasks == []:
+            raise ValueError(f"--tasks {unknown or '(none)'}: choose task types from {' '.join(known)}.")
+
+
+@dataclass
+class TestbedCompareArgs:
+    """`interlace-hf testbed compare`: every strategy with and without the fine-tune on a testbed model: the table."""
+
+    __test__ = False  # not a pytest class
+
+    output_dir: str = field(metadata={"positional": True, "help": "a directory written by `testbed train`"})
+    drop_ratios: list[float] = field(default_factory=lambda: [0.25], metadata={"help": "fractions of layers to drop"})
+    strategies: list[str] = field(default_factory=lambda: list(TESTBED_STRATEGIES),
+                                  metadata={"help": " ".join(TESTBED_STRATEGIES)})
+    finetune_fraction: float = field(default=0.01, metadata={"help": "fine-tune set size, a fraction of the training "
+                                                                     "samples (paper: one percent)"})
+    finetune_learning_rate: float | None = field(default=None, metadata={
+        "help": "fine-tune peak learning rate (default: the testbed's training rate / 10)"})
+    finetune_batch_size: int = field(default=8, metadata={"help": "fine-tune samples per step"})
+    calibration_samples: int = field(default=128, metadata={"help": "samples for the similarities and SLEB"})
+    no_finetune: bool = field(default=False, metadata={"help": "only the rows without fine-tune"})
+    bench_repeats: int = field(default=7, metadata={"help": "interleaved rounds of the TTFT measurement"})
+    seed: int = field(default=0, metadata={"help": "seed of the fine-tune data, the random strategy and the trainer"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when there is one), cpu, cuda"})
+    results_dir: str | None = field(default=None, metadata={"help": "where to write (default: OUTPUT_DIR/compare)"})
+
+    def validate(self) -> None:
+        unknown = [s for s in self.strategies if s not in TESTBED_STRATEGIES]
+        if unknown or not self.strategies:
+            raise ValueError(f"--strategies {unknown or '(none)'}: choose from {' '.join(TESTBED_STRATEGIES)}.")
+        bad = [r for r in self.drop_ratios if not 0 < r < 1]
+        if bad or not self.drop_ratios:
+            raise ValueError(f"--drop-ratios must be fractions in (0, 1), e.g. 0.10 0.25; got {self.drop_ratios}.")
+        if not 0 < self.finetune_fraction <= 1:
+            raise ValueError(f"--finetune-fraction must be in (0, 1], got {self.finetune_fraction}.")
+        if self.finetune_learning_rate is not None and not self.finetune_learning_rate > 0:
+            raise ValueError(f"--finetune-learning-rate must be > 0, got {self.finetune_learning_rate}.")
+        if self.finetune_batch_size < 1 or self.calibration_samples < 1 or self.bench_repeats < 1:
+            raise ValueError("--finetune-batch-size, --calibration-samples and --bench-repeats must be >= 1.")

@@ -20,6 +20,8 @@ from .args import (
     PushArgs,
     SimilarityArgs,
     SyntheticArgs,
+    TestbedCompareArgs,
+    TestbedTrainArgs,
     TinyArgs,
     VerifyArgs,
     add_dataclass_arguments,
@@ -185,6 +187,20 @@ def _cmd_similarity(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_testbed_train(ns: argparse.Namespace) -> int:
+    from .testbed import train_testbed
+
+    train_testbed(from_namespace(TestbedTrainArgs, ns))
+    return 0
+
+
+def _cmd_testbed_compare(ns: argparse.Namespace) -> int:
+    from .testbed import run_compare
+
+    run_compare(from_namespace(TestbedCompareArgs, ns))
+    return 0
+
+
 def _add_command(subparsers, name: str, args_class: type, func) -> None:
     """One subcommand: its flags are the fields of `args_class`, its help the class docstring."""
     summary = args_class.__doc__.split(":", 1)[1].strip()
@@ -214,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(sub, "bench", BenchArgs, _cmd_bench)
     _add_command(sub, "eval", EvalArgs, _cmd_eval)
     _add_command(sub, "verify", VerifyArgs, _cmd_verify)
+    testbed = sub.add_parser("testbed", help="train a small Qwen3-VL here and measure every strategy's retention",
+                             description="an offline retention testbed: train a small Qwen3-VL on synthetic VQA, "
+                                         "then compare every strategy with and without the fine-tune")
+    testbed_sub = testbed.add_subparsers(dest="testbed_command", metavar="TESTBED_COMMAND", required=True)
+    _add_command(testbed_sub, "train", TestbedTrainArgs, _cmd_testbed_train)
+    _add_command(testbed_sub, "compare", TestbedCompareArgs, _cmd_testbed_compare)
     run = sub.add_parser("run", help="the whole method from one recipe: data -> ... -> card (-> push)",
                          description="the whole method from one recipe, resumable stage by stage")
     run.add_argument("--config", required=True, help="a run recipe (see recipes/run/)")

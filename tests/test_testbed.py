@@ -1,0 +1,167 @@
+"""`interlace-hf testbed`: train a (tiny) Qwen3-VL from scratch, then the comparison table, end to end.
+
+The tiny size learns nothing in its few steps; these tests check the structure of what is written, the resume
+behaviour, determinism and the input errors, not the numbers (docs/results-testbed.md has those).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from interlace_hf.args import TestbedCompareArgs, TestbedTrainArgs
+from interlace_hf.cli import main
+from interlace_hf import testbed
+from interlace_hf.testbed import ALL_TASKS, SIZES, format_compare_table, majority_baseline, run_compare, train_testbed
+
+STRATEGIES = ["interlace", "shortgpt", "sleb", "random"]
+
+
+def _train(path: Path, seed: int = 0, **kwargs):
+    return train_testbed(TestbedTrainArgs(output_dir=str(path), size="tiny", steps=4, seed=seed, num_eval=12,
+                                          **kwargs))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = tmp_path_factory.mktemp("testbed") / "tb"
+    report = _train(path)
+    return path, report
+
+
+@pytest.fixture(scope="module")
+def compared(trained):
+    path, _ = trained
+    args = TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
+                              calibration_samples=8, bench_repeats=1)
+    return path, run_compare(args)
+
+
+def test_train_writes_model_data_and_report(trained):
+    path, report = trained
+    assert (path / "model" / "config.json").is_file() and (path / "model" / "model.safetensors").is_file()
+    assert not (path / "checkpoints").exists()  # removed once the model is saved
+    config = json.loads((path / "model" / "config.json").read_text())
+    assert config["model_type"] == "qwen3_vl"
+    assert config["text_config"]["num_hidden_layers"] == SIZES["tiny"].text_layers
+    assert len(config["vision_config"]["deepstack_visual_indexes"]) == 3
+    on_disk = json.loads((path / "testbed.json").read_text())
+    assert on_disk == report
+    assert report["settings"]["num_train"] == 4 * SIZES["tiny"].batch_size
+    assert set(report["accuracy"]["per_type"]) <= set(SIZES["tiny"].tasks)
+    assert set(report["chance"]["per_type"]) == set(report["accuracy"]["per_type"])
+    assert 0 <= report["heldout_overlap"] <= 1
+    assert report["model"]["parameters"] > 0
+    records = json.loads((path / "data" / "heldout" / "synthetic.json").read_text())
+    assert len(records) == 12 and {r["task"] for r in records} <= set(SIZES["tiny"].tasks)
+
+
+def test_train_rerun_is_a_no_op_and_other_settings_are_refused(trained, capsys):
+    path, report = trained
+    mtime = (path / "model" / "model.safetensors").stat().st_mtime_ns
+    assert _train(path) == report
+    assert "already trained" in capsys.readouterr().out
+    assert (path / "model" / "model.safetensors").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="trained with .* pass the same settings, --overwrite"):
+        _train(path, seed=1)
+
+
+def test_training_is_deterministic_for_a_seed(trained, tmp_path):
+    path, _ = trained
+    _train(tmp_path / "again")
+    _train(tmp_path / "other", seed=1)
+    weights = (path / "model" / "model.safetensors").read_bytes()
+    assert (tmp_path / "again" / "model" / "model.safetensors").read_bytes() == weights
+    assert (tmp_path / "other" / "model" / "model.safetensors").read_bytes() != weights
+
+
+def test_compare_table_structure(compared):
+    path, results = compared
+    rows = results["rows"]
+    # Dense, Dense-FT, then every strategy without and with the fine-tune.
+    assert [(r["method"], r["fine_tuned"]) for r in rows[:2]] == [("Dense", False), ("Dense-FT", True)]
+    assert [(r["strategy"], r["fine_tuned"]) for r in rows[2:]] == [
+        (s, ft) for s in STRATEGIES for ft in (False, True)]
+    for row in rows:
+        assert set(row) >= {"method", "drop_ratio", "fine_tuned", "ttft_speedup", "accuracy", "relative", "per_type"}
+        assert 0 <= row["accuracy"] <= 1 and row["ttft_speedup"] > 0
+        if rows[0]["accuracy"] > 0:
+            assert row["relative"] == pytest.approx(row["accuracy"] / rows[0]["accuracy"])
+        else:
+            assert row["relative"] is None
+    for row in rows[2:]:
+        assert row["drop_ratio"] == 0.25
+        assert len(row["dropped_layers"]) == 3 and row["layers"] == 9
+        assert row["tuned_layers"], f"{row['strategy']}: the fine-tuned rows need tuned layers"
+    assert rows[0]["ttft_speedup"] == 1.0
+    markdown = (path / "compare" / "results.md").read_text()
+    assert markdown.startswith("| Method | Drop ratio | Fine-tuned | TTFT speed-up | Accuracy | Relative performance |")
+    assert markdown.count("\n") == len(rows) + 2
+    assert json.loads((path / "compare" / "results.json").read_text()) == results
+    assert results["settings"]["finetune_samples"] >= 1 and results["command"].startswith("interlace-hf testbed compare")
+    assert format_compare_table(results) == markdown.rstrip("\n")
+
+
+def test_compare_fine_tunes_only_the_plans_layers(compared):
+    path, results = compared
+    plan = json.loads((path / "compare" / "plans" / "25pc-shortgpt.json").read_text())
+    assert plan["tuned_layers"], "shortgpt's fine-tuned row tunes the layer after each drop (tune_baselines)"
+    dense_ft = json.loads((path / "compare" / "plans" / "dense-ft.json").read_text())
+    assert dense_ft["dropped_layers"] == [] and dense_ft["tuned_layers"] == list(range(SIZES["tiny"].text_layers))
+
+
+def test_compare_rerun_reuses_finished_rows(compared, capsys):
+    path, results = compared
+    rows_dir = path / "compare" / "rows"
+    before = {p.name: p.stat().st_mtime_ns for p in rows_dir.iterdir()}
+    again = run_compare(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
+                                           calibration_samples=8, bench_repeats=1))
+    assert {p.name: p.stat().st_mtime_ns for p in rows_dir.iterdir()} == before
+    assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in results["rows"]]
+
+
+def test_cli_errors_name_the_fix(tmp_path, capsys):
+    assert main(["testbed", "compare", str(tmp_path)]) == 2
+    assert "not a trained testbed" in capsys.readouterr().err
+    assert main(["testbed", "train", str(tmp_path / "x"), "--steps", "0"]) == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
+    assert main(["testbed", "train", str(tmp_path / "x"), "--tasks", "colour", "poetry"]) == 2
+    assert "poetry" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--strategies .*wanda"):
+        TestbedCompareArgs(output_dir="x", strategies=["wanda"]).validate()
+    with pytest.raises(ValueError, match="--drop-ratios"):
+        TestbedCompareArgs(output_dir="x", drop_ratios=[1.5]).validate()
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a testbed"):
+        _train(tmp_path / "busy")
+
+
+def test_compare_refuses_a_ratio_that_drops_nothing(trained):
+    path, _ = trained
+    with pytest.raises(ValueError, match="rounds down to 0 layers"):
+        run_compare(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.05], strategies=["interlace"]))
+
+
+def test_majority_baseline_is_the_most_frequent_training_answer(tmp_path):
+    def manifest(name, rows):
+        path = tmp_path / name
+        path.write_text(json.dumps([{"task": t, "conversations": [{"from": "human", "value": "q"},
+                                                                    {"from": "gpt", "value": a}]} for t, a in rows]))
+        return path
+
+    train = manifest("train.json", [("count", "2"), ("count", "2"), ("count", "3"), ("colour", "red")])
+    heldout = manifest("heldout.json", [("count", "2"), ("count", "4"), ("colour", "blue"), ("colour", "red")])
+    assert majority_baseline(train, heldout) == {"colour": 0.5, "count": 0.5}
+
+
+def test_testbed_config_keeps_qwen3_vl_structure():
+    from interlace_hf.tiny import build_tiny_tokenizer
+
+    config = testbed.testbed_config(SIZES["small"], build_tiny_tokenizer())
+    text = config.text_config
+    assert text.num_hidden_layers == 12 and text.hidden_size == 128
+    assert sum(text.rope_parameters["mrope_section"]) == text.head_dim // 2
+    assert config.vision_config.out_hidden_size == text.hidden_size
+    assert config.vision_config.deepstack_visual_indexes == [1, 2, 3]
+    assert SIZES["base"].text_layers == 24 and set(SIZES["base"].tasks) == set(ALL_TASKS)
