@@ -430,7 +430,7 @@ class TestbedCompareArgs:
     finetune_batch_size: int = field(default=8, metadata={"help": "fine-tune samples per step"})
     calibration_samples: int = field(default=128, metadata={"help": "samples for the similarities and SLEB"})
     no_finetune: bool = field(default=False, metadata={"help": "only the rows without fine-tune"})
-    bench_repeats: int = field(default=7, metadata={"help": "interleaved rounds of the TTFT measurement"})
+    bench_repeats: int = field(default=25, metadata={"help": "interleaved rounds of the TTFT measurement"})
     seed: int = field(default=0, metadata={"help": "seed of the fine-tune data, the random strategy and the trainer"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when there is one), cpu, cuda"})
     results_dir: str | None = field(default=None, metadata={"help": "where to write (default: OUTPUT_DIR/compare)"})

@@ -19,10 +19,15 @@ from .surgery import bypass_layers
 logger = logging.getLogger(__name__)
 
 
-def build_loss_batches(processor, records: list[Record], batch_size: int = 1) -> list[dict]:
-    """Tokenized first turns (prompt + answer) with labels on the text tokens (padding and image tokens masked)."""
+def build_loss_batches(processor, records: list[Record], batch_size: int = 1, answer_only: bool = False) -> list[dict]:
+    """Tokenized first turns (prompt + answer) with labels on the text tokens (padding and image tokens masked).
+
+    With `answer_only`, only the answer and its end-of-turn token are labelled (the loss an answer-only SFT model
+    was trained on); by default every text token is, as SLEB scores a language model's perplexity.
+    """
     batches = []
     image_token_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    end_id = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
         texts, images = [], []
@@ -37,9 +42,26 @@ def build_loss_batches(processor, records: list[Record], batch_size: int = 1) ->
         labels = inputs["input_ids"].clone()
         labels[inputs["attention_mask"] == 0] = -100
         labels[labels == image_token_id] = -100
+        if answer_only:
+            for row, record in enumerate(chunk):
+                _keep_answer_only(processor, record, labels[row], inputs["attention_mask"][row], end_id)
         inputs["labels"] = labels
         batches.append(inputs)
     return batches
+
+
+def _keep_answer_only(processor, record: Record, labels: torch.Tensor, attention_mask: torch.Tensor,
+                      end_id: int) -> None:
+    """Mask (in place) every label but the answer's tokens and the `<|im_end|>` closing it."""
+    prompt = processor.apply_chat_template(record.prompt_messages(), tokenize=False, add_generation_prompt=True)
+    images = record.load_images()
+    prompt_length = processor(text=[prompt], images=images or None, return_tensors="pt")["input_ids"].shape[1]
+    positions = attention_mask.nonzero().flatten()
+    first = int(positions[0])
+    ends = (labels == end_id).nonzero().flatten()
+    last = int(ends[-1]) if len(ends) else int(positions[-1])
+    labels[: first + prompt_length] = -100
+    labels[last + 1 :] = -100
 
 
 @torch.inference_mode()
@@ -66,6 +88,7 @@ def select_sleb(
     batch_size: int = 1,
     drop_ratio: float | None = None,
     tune_baselines: bool = False,
+    answer_only: bool = False,
     progress: bool = True,
 ) -> Plan:
     """Greedy SLEB: `num_drop` rounds, each removing the layer whose removal gives the lowest calibration loss.
@@ -78,6 +101,7 @@ def select_sleb(
         protected_layers: layers never removed.
         tune_baselines: also mark, for each dropped layer, the next surviving layer as tuned (for a fair comparison
             with INTERLACE's fine-tune); off by default, as in the SLEB paper.
+        answer_only: score the loss on the answers only (see `build_loss_batches`); off by default, as in SLEB.
     """
     num_layers = len(model.model.language_model.layers)
     protected = set(protected_layers)
@@ -91,7 +115,9 @@ def select_sleb(
         )
     from tqdm.auto import tqdm
 
-    batches = build_loss_batches(processor, records, batch_size)
+    from .selection import _neighbors_of
+
+    batches = build_loss_batches(processor, records, batch_size, answer_only=answer_only)
     was_training = model.training
     model.eval()
     dropped: list[int] = []
@@ -118,19 +144,16 @@ def select_sleb(
     finally:
         bar.close()
         model.train(was_training)
-    tuned = []
-    if tune_baselines:
-        for layer in sorted(dropped):
-            nxt = next((j for j in range(layer + 1, num_layers) if j not in dropped and j not in tuned), None)
-            if nxt is not None:
-                tuned.append(nxt)
+    # The same neighbours as shortgpt / angular: the next survivor, or the one before past the end of the model.
+    tuned = _neighbors_of(dropped, num_layers) if tune_baselines else []
     return Plan(
         num_layers=num_layers,
         dropped_layers=tuple(dropped),
         tuned_layers=tuple(tuned),
         strategy="sleb",
         drop_ratio=drop_ratio,
-        metadata={"num_drop": num_drop, "protected_layers": sorted(protected), "removal_order": history},
+        metadata={"num_drop": num_drop, "protected_layers": sorted(protected), "removal_order": history,
+                  "loss_on": "answers" if answer_only else "all text tokens"},
     )
 
 

@@ -108,5 +108,12 @@ def test_sleb_removes_the_layer_that_hurts_the_loss_least(tiny_model_dir, tiny_p
     assert first["loss"] == pytest.approx(losses[first["dropped"]], abs=1e-5)
     tuned = select_sleb(model, tiny_processor, records, 1, tune_baselines=True, progress=False)
     assert tuned.tuned_layers == (tuned.dropped_layers[0] + 1,)
+    answers = build_loss_batches(tiny_processor, records[:3], batch_size=3, answer_only=True)[0]
+    for row, record in zip(answers["labels"], records[:3]):  # left-padded batch, answers of different lengths
+        assert tiny_processor.tokenizer.decode(row[row != -100]) == record.turns[0][1] + "<|im_end|>"
+    # The last layer has no next survivor: the one before it is tuned (as for shortgpt / angular), never nothing.
+    last = select_sleb(model, tiny_processor, records, 1, protected_layers=range(11), tune_baselines=True,
+                       progress=False)
+    assert last.dropped_layers == (11,) and last.tuned_layers == (10,)
     with pytest.raises(ValueError, match="only 1 are not protected"):
         select_sleb(model, tiny_processor, records, 2, protected_layers=range(11), progress=False)

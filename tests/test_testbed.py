@@ -51,6 +51,7 @@ def test_train_writes_model_data_and_report(trained):
     assert set(report["accuracy"]["per_type"]) <= set(SIZES["tiny"].tasks)
     assert set(report["chance"]["per_type"]) == set(report["accuracy"]["per_type"])
     assert 0 <= report["heldout_overlap"] <= 1
+    assert report["unseen_accuracy"]["n"] == 12 - round(12 * report["heldout_overlap"])
     assert report["model"]["parameters"] > 0
     records = json.loads((path / "data" / "heldout" / "synthetic.json").read_text())
     assert len(records) == 12 and {r["task"] for r in records} <= set(SIZES["tiny"].tasks)
