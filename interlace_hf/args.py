@@ -429,6 +429,9 @@ class TestbedCompareArgs:
         "help": "fine-tune peak learning rate (default: the testbed's training rate / 10)"})
     finetune_batch_size: int = field(default=8, metadata={"help": "fine-tune samples per step"})
     calibration_samples: int = field(default=128, metadata={"help": "samples for the similarities and SLEB"})
+    sleb_loss: str = field(default="answers", metadata={
+        "choices": ["answers", "all"],
+        "help": "SLEB's calibration loss: on the answers (what the testbed model learned) or all text tokens"})
     no_finetune: bool = field(default=False, metadata={"help": "only the rows without fine-tune"})
     bench_repeats: int = field(default=25, metadata={"help": "interleaved rounds of the TTFT measurement"})
     seed: int = field(default=0, metadata={"help": "seed of the fine-tune data, the random strategy and the trainer"})
@@ -446,5 +449,7 @@ class TestbedCompareArgs:
             raise ValueError(f"--finetune-fraction must be in (0, 1], got {self.finetune_fraction}.")
         if self.finetune_learning_rate is not None and not self.finetune_learning_rate > 0:
             raise ValueError(f"--finetune-learning-rate must be > 0, got {self.finetune_learning_rate}.")
+        if self.sleb_loss not in ("answers", "all"):
+            raise ValueError(f"--sleb-loss must be `answers` or `all`, got {self.sleb_loss!r}.")
         if self.finetune_batch_size < 1 or self.calibration_samples < 1 or self.bench_repeats < 1:
             raise ValueError("--finetune-batch-size, --calibration-samples and --bench-repeats must be >= 1.")

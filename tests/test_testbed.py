@@ -85,7 +85,7 @@ def test_compare_table_structure(compared):
         (s, ft) for s in STRATEGIES for ft in (False, True)]
     for row in rows:
         assert set(row) >= {"method", "drop_ratio", "fine_tuned", "ttft_speedup", "accuracy", "relative", "per_type"}
-        assert 0 <= row["accuracy"] <= 1 and row["ttft_speedup"] > 0
+        assert 0 <= row["accuracy"] <= 1 and row["ttft_speedup"] > 0 and row["accuracy_stderr"] >= 0
         if rows[0]["accuracy"] > 0:
             assert row["relative"] == pytest.approx(row["accuracy"] / rows[0]["accuracy"])
         else:
@@ -154,6 +154,10 @@ def test_majority_baseline_is_the_most_frequent_training_answer(tmp_path):
     train = manifest("train.json", [("count", "2"), ("count", "2"), ("count", "3"), ("colour", "red")])
     heldout = manifest("heldout.json", [("count", "2"), ("count", "4"), ("colour", "blue"), ("colour", "red")])
     assert majority_baseline(train, heldout) == {"colour": 0.5, "count": 0.5}
+
+
+def test_accuracy_stderr_is_the_binomial_error_of_the_type_mean():
+    assert testbed.accuracy_stderr({"a": 0.5, "b": 1.0}, {"a": 100, "b": 50}) == pytest.approx((0.25 / 100) ** 0.5 / 2)
 
 
 def test_testbed_config_keeps_qwen3_vl_structure():
