@@ -132,6 +132,8 @@ def test_cli_errors_name_the_fix(tmp_path, capsys):
         TestbedCompareArgs(output_dir="x", strategies=["wanda"]).validate()
     with pytest.raises(ValueError, match="--drop-ratios"):
         TestbedCompareArgs(output_dir="x", drop_ratios=[1.5]).validate()
+    with pytest.raises(ValueError, match="--sleb-loss must be `answers` or `all`"):
+        TestbedCompareArgs(output_dir="x", sleb_loss="perplexity").validate()
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a testbed"):
