@@ -365,6 +365,11 @@ def _train_model(args: TestbedTrainArgs, settings: dict, train_manifest: Path, c
                  device: str) -> list[dict]:
     """All parameters trainable, TRL's SFTTrainer (answer tokens only), one pass over the training set."""
     if (model_dir / "config.json").is_file():
+        provenance = model_dir / "interlace_testbed.json"
+        made = json.loads(provenance.read_text()) if provenance.is_file() else {}
+        if {k: made.get(k) for k in settings} != settings:
+            raise ValueError(f"{model_dir} was trained with other settings ({made}); pass those settings, --overwrite "
+                             "to retrain, or a new OUTPUT_DIR.")
         state = model_dir / "trainer_state.json"
         return json.loads(state.read_text())["log_history"] if state.is_file() else []
     import torch

@@ -67,6 +67,17 @@ def test_train_rerun_is_a_no_op_and_other_settings_are_refused(trained, capsys):
         _train(path, seed=1)
 
 
+def test_a_model_trained_with_other_settings_is_refused(trained, tmp_path):
+    import shutil
+
+    path, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy, ignore=shutil.ignore_patterns("compare"))
+    (copy / "testbed.json").unlink()  # as if the run was cut after the model was saved
+    with pytest.raises(ValueError, match="was trained with other settings"):
+        _train(copy, learning_rate=5e-4)
+
+
 def test_training_is_deterministic_for_a_seed(trained, tmp_path):
     path, _ = trained
     _train(tmp_path / "again")
