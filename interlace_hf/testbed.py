@@ -480,11 +480,16 @@ class Comparison:
         return ensure_synthetic(self.results_dir / "data" / "finetune", self.num_finetune,
                                 self.args.seed + FINETUNE_SEED_OFFSET, self.testbed["settings"]["tasks"])
 
+    @property
+    def calibration_fraction(self) -> float:
+        return min(1.0, self.args.calibration_samples / self.num_finetune)
+
     def calibration_records(self):
-        from .data import load_records
+        """SLEB's calibration sample: the same seeded draw `run_similarity` takes (`data.sample_indices`)."""
+        from .data import load_records, sample_indices
 
         records, _ = load_records(self.finetune_data())
-        return records[: self.args.calibration_samples]
+        return [records[i] for i in sample_indices(len(records), self.calibration_fraction, self.args.seed)]
 
     def similarities(self):
         from .args import SimilarityArgs
@@ -493,10 +498,9 @@ class Comparison:
 
         directory = self.results_dir / "similarity"
         if not (directory / "similarity_summary.json").is_file():
-            fraction = min(1.0, self.args.calibration_samples / self.num_finetune)
             run_similarity(SimilarityArgs(model=str(self.model_dir), data=str(self.finetune_data()),
-                                          output_dir=str(directory), sample_fraction=fraction, seed=self.args.seed,
-                                          batch_size=16, device=self.device, overwrite=True))
+                                          output_dir=str(directory), sample_fraction=self.calibration_fraction,
+                                          seed=self.args.seed, batch_size=16, device=self.device, overwrite=True))
         return load_similarity_tables(directory)
 
     # --- plans and models

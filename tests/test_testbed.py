@@ -122,6 +122,20 @@ def test_compare_fine_tunes_only_the_plans_layers(compared):
     assert dense_ft["dropped_layers"] == [] and dense_ft["tuned_layers"] == list(range(SIZES["tiny"].text_layers))
 
 
+def test_sleb_and_the_similarities_share_one_calibration_sample(compared):
+    import hashlib
+
+    path, _ = compared
+    comparison = testbed.Comparison(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25],
+                                                       strategies=STRATEGIES, calibration_samples=8))
+    manifest = json.loads((path / "compare" / "data" / "finetune" / "synthetic.json").read_text())
+    index = {record["image"].split("/")[-1]: i for i, record in enumerate(manifest)}
+    indices = [index[Path(record.images[0]).name] for record in comparison.calibration_records()]
+    summary = json.loads((path / "compare" / "similarity" / "similarity_summary.json").read_text())
+    assert len(indices) == 8
+    assert json.dumps(summary).count(hashlib.sha256(json.dumps(indices).encode()).hexdigest()[:16]) == 1
+
+
 def test_compare_rerun_reuses_finished_rows(compared, capsys):
     path, results = compared
     rows_dir = path / "compare" / "rows"
