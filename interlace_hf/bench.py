@@ -42,6 +42,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .fileio import write_json_atomic
+
 logger = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -784,7 +786,7 @@ def run_bench(
         for model_dir, row in zip(models[1:], results_models[1:]):
             results["model_results_written"].append(str(write_bench_results(model_dir, base_row, row, results)))
     if output:
-        _write_json(Path(output), results)
+        write_json_atomic(Path(output), results)
     return results
 
 
@@ -832,15 +834,7 @@ def write_bench_results(model_dir: str | os.PathLike, base_row: dict, row: dict,
         "settings": results["settings"],
         "versions": results["versions"],
     }
-    return _write_json(Path(model_dir) / BENCH_FILE, record)
-
-
-def _write_json(path: Path, data: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(Path(model_dir) / BENCH_FILE, record)
 
 
 # --- report ----------------------------------------------------------------------------------------------------------

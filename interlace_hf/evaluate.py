@@ -28,7 +28,6 @@ import datetime
 import gc
 import json
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .fileio import write_json_atomic
 from .metrics import METRICS, answer_index, parse_choices, relative_performance, score
 from .prepare import DOMAINS
 
@@ -698,16 +698,6 @@ def card_eval_results(tasks: Mapping[str, Mapping], relative: float, date: str) 
     return {"relative": relative, "date": date, "tasks": out}
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("synthetic",), output: str | None = None,
              *, data: dict[str, str] | None = None, metric: str | dict[str, str] | None = None, batch_size: int = 8,
              max_new_tokens: int = 16, limit: int | None = None, dtype: str = "auto", device: str = "auto",
@@ -775,10 +765,10 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
         if summary["relative"] is None:
             logger.warning("no task has a base score above 0: no relative performance, %s not written.", EVAL_FILE)
         else:
-            _write_json(model_dir / EVAL_FILE, card_eval_results(combined, summary["relative"], date))
+            write_json_atomic(model_dir / EVAL_FILE, card_eval_results(combined, summary["relative"], date))
             result["card_results"] = str(model_dir / EVAL_FILE)
     if output is not None:
-        _write_json(Path(output).expanduser(), result)
+        write_json_atomic(Path(output).expanduser(), result)
     return result
 
 

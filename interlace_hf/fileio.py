@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -47,3 +48,16 @@ def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, fl
     os.replace(staging, output_dir)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_json_atomic(path: str | os.PathLike, data) -> Path:
+    """Write `data` as indented JSON to `path` through a temporary sibling, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .args import TestbedCompareArgs, TestbedTrainArgs
-from .fileio import atomic_output_dir, check_output_dir
+from .fileio import atomic_output_dir, check_output_dir, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -120,21 +120,10 @@ def testbed_config(size: TestbedSize, tokenizer):
 
 def build_testbed_init(size: TestbedSize, seed: int):
     """A randomly initialised testbed model and its processor (the tiny tokenizer and image processor)."""
-    import torch
-    from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
-
-    from .tiny import build_tiny_processor
+    from .tiny import build_tiny_processor, init_qwen3_vl
 
     processor = build_tiny_processor()
-    tokenizer = processor.tokenizer
-    config = testbed_config(size, tokenizer)
-    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
-        torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"), bos_token_id=None, do_sample=False)
-    return model, processor
+    return init_qwen3_vl(testbed_config(size, processor.tokenizer), processor.tokenizer, seed), processor
 
 
 # ------------------------------------------------------------------------------------------------------------ data
@@ -186,11 +175,10 @@ def majority_baseline(train_manifest: Path, heldout_manifest: Path) -> dict[str,
     return {task: sum(v) / len(v) for task, v in sorted(hits.items())}
 
 
-def heldout_overlap(train_manifest: Path, heldout_manifest: Path) -> float:
-    """The fraction of held-out questions that also occur in training (same image bytes, same question)."""
+def seen_in_training(train_manifest: Path, heldout_manifest: Path) -> list[bool]:
+    """For each held-out question, whether it also occurs in training (same image bytes, same question)."""
     seen = set(_record_keys(train_manifest))
-    keys = _record_keys(heldout_manifest)
-    return sum(key in seen for key in keys) / len(keys)
+    return [key in seen for key in _record_keys(heldout_manifest)]
 
 
 # ------------------------------------------------------------------------------------------------------- evaluation
@@ -215,13 +203,12 @@ def evaluate_accuracy(model_dir: Path | str, heldout: Path, *, device: str = "au
     return accuracy
 
 
-def unseen_accuracy(train_manifest: Path, heldout_manifest: Path, scores: list[float]) -> dict:
-    """The accuracy on the held-out questions that do not occur in training (per task type and their mean)."""
-    seen = set(_record_keys(train_manifest))
+def unseen_accuracy(heldout_manifest: Path, seen: list[bool], scores: list[float]) -> dict:
+    """The accuracy on the held-out questions not `seen` in training (per task type and their mean)."""
     records = json.loads(heldout_manifest.read_text())
     groups: dict[str, list[float]] = {}
-    for key, record, value in zip(_record_keys(heldout_manifest), records, scores):
-        if key not in seen:
+    for was_seen, record, value in zip(seen, records, scores):
+        if not was_seen:
             groups.setdefault(record["task"], []).append(value)
     per_type = {kind: sum(v) / len(v) for kind, v in sorted(groups.items())}
     return {"accuracy": sum(per_type.values()) / len(per_type) if per_type else None, "per_type": per_type,
@@ -239,22 +226,6 @@ def _versions() -> dict[str, str]:
 
     return {"interlace_hf": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "trl": trl.__version__, "python": sys.version.split()[0]}
-
-
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is visible here; pass --device cpu or auto.")
-    return device
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
 
 
 def resolved_train_settings(args: TestbedTrainArgs) -> dict:
@@ -292,7 +263,9 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
     if out.is_dir() and any(out.iterdir()) and not (out / "data").is_dir():
         raise ValueError(f"OUTPUT_DIR {str(out)!r} is not empty and is not a testbed; choose a new directory or pass "
                          "--overwrite.")
-    device = _device(args.device)
+    from .evaluate import resolve_device_available
+
+    device = resolve_device_available(args.device)
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
@@ -311,7 +284,8 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
 
     print("[eval] held-out accuracy")
     accuracy = evaluate_accuracy(model_dir, heldout, device=device, item_scores=True)
-    unseen = unseen_accuracy(train, heldout, accuracy.pop("scores"))
+    seen = seen_in_training(train, heldout)  # hashes every training image: once
+    unseen = unseen_accuracy(heldout, seen, accuracy.pop("scores"))
     chance = majority_baseline(train, heldout)
     losses = [entry["loss"] for entry in log_history if "loss" in entry]
     import torch
@@ -323,7 +297,7 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
         "accuracy": accuracy,
         "chance": {"per_type": chance, "accuracy": sum(chance.values()) / len(chance),
                    "definition": "always the training set's most frequent answer of the task type"},
-        "heldout_overlap": heldout_overlap(train, heldout),
+        "heldout_overlap": sum(seen) / len(seen),
         "unseen_accuracy": unseen,
         "final_train_loss": losses[-1] if losses else None,
         "seconds": {"data": round(data_seconds, 1), "train": round(train_seconds, 1)},
@@ -331,22 +305,12 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
         "threads": torch.get_num_threads(),
         "versions": _versions(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "interlace-hf testbed train " + " ".join(_train_flags(args)),
+        "command": command_line("train", args, always=("size", "seed")),
     }
-    _write_json(report_path, report)
+    write_json_atomic(report_path, report)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     print(format_train_report(report))
     return report
-
-
-def _train_flags(args: TestbedTrainArgs) -> list[str]:
-    flags = [args.output_dir, "--size", args.size, "--seed", str(args.seed)]
-    for name in ("steps", "batch_size", "learning_rate"):
-        if getattr(args, name) is not None:
-            flags += ["--" + name.replace("_", "-"), str(getattr(args, name))]
-    if args.tasks:
-        flags += ["--tasks", *args.tasks]
-    return flags
 
 
 def _model_summary(model_dir: Path) -> dict:
@@ -470,7 +434,9 @@ class Comparison:
             if math.floor(self.num_layers * ratio + 1e-9) < 1:
                 raise ValueError(f"--drop-ratios {ratio}: {self.num_layers} x {ratio} rounds down to 0 layers; use a "
                                  f"ratio of at least {1 / self.num_layers:.3f}.")
-        self.device = _device(args.device)
+        from .evaluate import resolve_device_available
+
+        self.device = resolve_device_available(args.device)
         self.ft_lr = args.finetune_learning_rate or self.testbed["settings"]["learning_rate"] / 10
         self.num_finetune = max(args.finetune_batch_size,
                                 round(args.finetune_fraction * self.testbed["settings"]["num_train"]))
@@ -583,7 +549,7 @@ class Comparison:
         result = compute()
         result["seconds"] = round(time.perf_counter() - start, 1)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(path, result)
+        write_json_atomic(path, result)
         return result
 
     def _eval_row(self, model_dir: Path, method: str, ratio: float, finetuned: bool, plan=None) -> dict:
@@ -643,9 +609,9 @@ class Comparison:
             "bench": {_pc(r): str(self.results_dir / f"bench-{_pc(r)}.json") for r in a.drop_ratios},
             "versions": _versions(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": "interlace-hf testbed compare " + " ".join(_compare_flags(a)),
+            "command": command_line("compare", a, always=("drop_ratios", "strategies")),
         }
-        _write_json(self.results_dir / "results.json", results)
+        write_json_atomic(self.results_dir / "results.json", results)
         markdown = format_compare_table(results)
         (self.results_dir / "results.md").write_text(markdown + "\n")
         print(markdown)
@@ -678,16 +644,22 @@ def accuracy_stderr(per_type: dict[str, float], counts: dict[str, int]) -> float
     return math.sqrt(variance) / len(per_type)
 
 
-def _compare_flags(args: TestbedCompareArgs) -> list[str]:
-    flags = [args.output_dir, "--drop-ratios", *map(str, args.drop_ratios), "--strategies", *args.strategies]
-    defaults = TestbedCompareArgs(output_dir="")
+def command_line(command: str, args, always: tuple[str, ...] = ()) -> str:
+    """The `interlace-hf testbed COMMAND ...` line for `args`: OUTPUT_DIR, the `always` flags, then every other flag
+    whose value is not its default."""
+    defaults = type(args)(output_dir="")
+    words = ["interlace-hf", "testbed", command, args.output_dir]
     for f in dataclasses.fields(args):
-        if f.name in ("output_dir", "drop_ratios", "strategies"):
-            continue
         value = getattr(args, f.name)
-        if value != getattr(defaults, f.name):
-            flags += ["--" + f.name.replace("_", "-")] + ([] if value is True else [str(value)])
-    return flags
+        if f.name == "output_dir" or value is None or value is False:
+            continue
+        if f.name in always or value != getattr(defaults, f.name):
+            words.append("--" + f.name.replace("_", "-"))
+            if isinstance(value, list):
+                words += map(str, value)
+            elif value is not True:
+                words.append(str(value))
+    return " ".join(words)
 
 
 def format_compare_table(results: dict) -> str:

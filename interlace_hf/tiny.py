@@ -297,6 +297,32 @@ def tiny_config(num_layers: int, tokenizer) -> Qwen3VLConfig:
     )
 
 
+def init_qwen3_vl(config: Qwen3VLConfig, tokenizer, seed: int):
+    """A randomly initialised `Qwen3VLForConditionalGeneration` of `config`, with greedy generation defaults.
+
+    Initialised on CPU in float32 whatever the caller's defaults, so a seed always gives the same bytes; `fork_rng`
+    leaves the caller's global RNG state as it was.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
+
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+            torch.manual_seed(seed)
+            model = Qwen3VLForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        bos_token_id=None,
+        do_sample=False,
+    )
+    return model
+
+
 def build_tiny_model(output_dir: str | Path, num_layers: int = 12, seed: int = 0, overwrite: bool = False) -> Path:
     """Write a randomly initialised tiny Qwen3-VL checkpoint with its processor and generation config.
 
@@ -323,31 +349,10 @@ def build_tiny_model(output_dir: str | Path, num_layers: int = 12, seed: int = 0
         )
     check_output_dir(output_dir, overwrite, flag="OUTPUT_DIR")
 
-    import torch
-    from transformers import GenerationConfig, Qwen3VLForConditionalGeneration
-
     from .version import __version__
 
     processor = build_tiny_processor()
-    tokenizer = processor.tokenizer
-    config = tiny_config(num_layers, tokenizer)
-
-    # Initialise on CPU in float32 whatever the caller's defaults, so a seed always gives the same bytes;
-    # fork_rng leaves the caller's global RNG state as it was.
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    try:
-        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
-            torch.manual_seed(seed)
-            model = Qwen3VLForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(default_dtype)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        bos_token_id=None,
-        do_sample=False,
-    )
+    model = init_qwen3_vl(tiny_config(num_layers, processor.tokenizer), processor.tokenizer, seed).eval()
 
     with atomic_output_dir(output_dir, overwrite, flag="OUTPUT_DIR") as staging:
         model.save_pretrained(staging)

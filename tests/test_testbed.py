@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from interlace_hf.args import TestbedCompareArgs, TestbedTrainArgs
+from interlace_hf.args import TESTBED_STRATEGIES, TestbedCompareArgs, TestbedTrainArgs
 from interlace_hf.cli import main
 from interlace_hf import testbed
 from interlace_hf.testbed import ALL_TASKS, SIZES, format_compare_table, majority_baseline, run_compare, train_testbed
@@ -134,6 +134,16 @@ def test_sleb_and_the_similarities_share_one_calibration_sample(compared):
     summary = json.loads((path / "compare" / "similarity" / "similarity_summary.json").read_text())
     assert len(indices) == 8
     assert json.dumps(summary).count(hashlib.sha256(json.dumps(indices).encode()).hexdigest()[:16]) == 1
+
+
+def test_command_line_records_every_flag_that_is_not_a_default():
+    args = TestbedTrainArgs(output_dir="o", num_eval=12, tasks=["count"])
+    assert testbed.command_line("train", args, always=("size", "seed")) == (
+        "interlace-hf testbed train o --size small --seed 0 --tasks count --num-eval 12")
+    args = TestbedCompareArgs(output_dir="o", drop_ratios=[0.1], no_finetune=True)
+    assert testbed.command_line("compare", args, always=("drop_ratios", "strategies")) == (
+        "interlace-hf testbed compare o --drop-ratios 0.1 --strategies " + " ".join(TESTBED_STRATEGIES)
+        + " --no-finetune")
 
 
 def test_compare_rerun_reuses_finished_rows(compared, capsys):
