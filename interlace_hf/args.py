@@ -191,8 +191,16 @@ class TrainArgs:
     dataset_subset: str | None = field(default=None, metadata={"help": "dataset configuration"})
     dataset_split: str = field(default="train", metadata={"help": "dataset split"})
     max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N records"})
+    dtype: str = field(default="auto", metadata={
+        "choices": ["auto", "bfloat16", "float16", "float32"],
+        "help": "dtype of the weights at load (auto: the checkpoint's); what trains is held in fp32 either way"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace a non-empty output_dir that is not this run's own (an interrupted run with the same "
+                "settings resumes without it)"})
 
     def validate(self) -> None:
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
+            raise ValueError(f"--dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}.")
         missing = [_flag(n) for n in ("model", "dataset") if not getattr(self, n)]
         if missing:
             raise ValueError(f"{', '.join(missing)} required (in the recipe or on the command line).")

@@ -218,7 +218,7 @@ def parameter_counts(directory: str | Path, plan: Plan) -> tuple[int, int]:
 
 def card_context_from_checkpoint(directory: str | Path, *, model_name: str | None = None, license: str | None = None,
                                  similarity_means=None, trained: bool | None = None,
-                                 datasets: list[str] | None = None) -> CardContext:
+                                 datasets: list[str] | None = None, extra_tags: list[str] | None = None) -> CardContext:
     """Gather a `CardContext` from a pruned (maybe trained) checkpoint directory."""
     directory = Path(directory)
     config = json.loads((directory / "config.json").read_text())
@@ -255,6 +255,7 @@ def card_context_from_checkpoint(directory: str | Path, *, model_name: str | Non
         bench=_read_json(directory / BENCH_FILE),
         eval=_read_json(directory / EVAL_FILE),
         versions=versions,
+        extra_tags=list(extra_tags or []),
     )
 
 

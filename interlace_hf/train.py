@@ -21,30 +21,73 @@ from .args import TrainArgs
 logger = logging.getLogger(__name__)
 
 RECIPE_FILE = "interlace_recipe.yaml"
+TRAIN_INFO_FILE = "interlace_train.json"  # written last: its presence means the run finished
+
+
+# What a trained model's provenance always records (with the values that ran), besides every `TrainArgs` field and
+# every key the recipe or the command line set.
+RECORDED_SFT_KEYS = (
+    "output_dir", "learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "weight_decay", "max_grad_norm", "num_train_epochs", "max_steps", "optim", "bf16",
+    "fp16", "assistant_only_loss", "activation_checkpointing", "max_length", "tune_merger", "tune_lm_head",
+    "max_pixels", "min_pixels", "seed",
+)
+# Keys that do not change what is trained: a rerun that differs only in these resumes the same run.
+OPERATIONAL_KEYS = frozenset({
+    "output_dir", "overwrite", "report_to", "run_name", "disable_tqdm", "resume_from_checkpoint", "use_cpu",
+    "logging_steps", "logging_strategy", "logging_dir", "logging_first_step", "save_steps", "save_strategy",
+    "save_total_limit", "save_only_model", "push_to_hub", "hub_model_id", "hub_strategy", "hub_private_repo",
+    "hub_revision", "hub_always_push", "dataloader_num_workers", "dataloader_pin_memory",
+    "dataloader_persistent_workers", "dataloader_prefetch_factor", "ddp_timeout",
+})
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeSource:
+    """Where a training run's settings came from: the recipe file (if any) and the keys it or the command line set."""
+
+    path: str | None = None
+    keys: tuple[str, ...] = ()
+
+
+def _given_flags(argv: list[str], names: set[str]) -> list[str]:
+    """Field names set on the command line (`--learning_rate 2e-5`, `--learning-rate=2e-5`, `--bf16`)."""
+    given = []
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0].replace("-", "_")
+            if name in names:
+                given.append(name)
+    return given
 
 
 def parse_train_args(argv: list[str] | None = None):
-    """Parse `--config recipe.yaml` plus command-line overrides into (TrainArgs, InterlaceSFTConfig, recipe text)."""
+    """Parse `--config recipe.yaml` plus command-line overrides.
+
+    Returns:
+        (TrainArgs, InterlaceSFTConfig, RecipeSource): the source says which keys the recipe and the command line set,
+        so that the provenance records them with the values that ran.
+    """
     import yaml
     from transformers import HfArgumentParser
 
     from .trainer import InterlaceSFTConfig
 
+    argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
     parser = HfArgumentParser((TrainArgs, InterlaceSFTConfig), prog="interlace-hf train")
     parser.add_argument("--config", default=None, help="a YAML recipe (keys = these flags' names)")
-    recipe_text = None
+    allowed = {f.name for cls in (TrainArgs, InterlaceSFTConfig) for f in dataclasses.fields(cls)}
+    recipe_keys: list[str] = []
     if known.config:
         path = Path(known.config)
         if not path.is_file():
             raise ValueError(f"--config {known.config!r} does not exist; pass a recipe YAML (see recipes/).")
-        recipe_text = path.read_text()
-        recipe = yaml.safe_load(recipe_text) or {}
+        recipe = yaml.safe_load(path.read_text()) or {}
         if not isinstance(recipe, dict):
             raise ValueError(f"{path}: a recipe is a mapping of argument names to values.")
-        allowed = {f.name for cls in (TrainArgs, InterlaceSFTConfig) for f in dataclasses.fields(cls)}
         unknown = sorted(set(recipe) - allowed)
         if unknown:
             raise ValueError(
@@ -53,8 +96,90 @@ def parse_train_args(argv: list[str] | None = None):
             )
         # Strings go through argparse's type conversion (PyYAML reads 1e-5 as a string); others are used as is.
         parser.set_defaults(**recipe)
+        recipe_keys = list(recipe)
     train_args, sft_config = parser.parse_args_into_dataclasses(args=rest)[:2]
-    return train_args, sft_config, recipe_text
+    keys = tuple(dict.fromkeys([*recipe_keys, *_given_flags(rest, allowed)]))
+    return train_args, sft_config, RecipeSource(known.config, keys)
+
+
+def _plain(value):
+    """A YAML-safe form of an argument value (enums by value, tuples as lists)."""
+    import enum
+
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def effective_recipe(train_args: TrainArgs, sft_config, source: RecipeSource | None = None) -> dict:
+    """The values this run uses, as a recipe: every `TrainArgs` field, the keys that matter to the result, and every
+    key the recipe or the command line set. Secrets (any `*token*` key) are never included."""
+    source = source or RecipeSource()
+    values = {f.name: getattr(train_args, f.name) for f in dataclasses.fields(train_args)}
+    for key in (*RECORDED_SFT_KEYS, *source.keys):
+        if key not in values and hasattr(sft_config, key):
+            values[key] = getattr(sft_config, key)
+    # `overwrite` is an instruction for this invocation, not a setting: a rerun of the recipe must not replace the run.
+    return {k: _plain(v) for k, v in values.items() if "token" not in k and k != "overwrite"}
+
+
+def recipe_text(recipe: dict, source: RecipeSource | None = None) -> str:
+    import yaml
+
+    origin = f"the recipe {source.path} with the command line's overrides" if source and source.path else \
+        "the arguments given"
+    return (f"# interlace-hf train: the values this model was trained with ({origin}).\n"
+            f"# Rerun: interlace-hf train --config {RECIPE_FILE}\n" + yaml.safe_dump(recipe, sort_keys=False))
+
+
+def training_settings(recipe: dict) -> dict:
+    """What must match for a rerun to resume the same run (the recipe without operational keys)."""
+    return {k: v for k, v in recipe.items() if k not in OPERATIONAL_KEYS}
+
+
+def check_train_output_dir(output_dir: Path, recipe: dict, overwrite: bool) -> str:
+    """Decide what to do with `output_dir`, before anything expensive: `"fresh"`, `"resume"` or `"done"`.
+
+    An empty or missing directory is fresh. One holding this run's own `interlace_recipe.yaml` with the same settings
+    resumes (or is done, when `interlace_train.json`, written last, is there). Anything else is refused unless
+    `overwrite`, which empties it.
+    """
+    import yaml
+
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {str(output_dir)!r} is a file; pass a directory path.")
+    if not output_dir.is_dir() or not any(output_dir.iterdir()):
+        return "fresh"
+    if overwrite:
+        return "overwrite"
+    recorded = output_dir / RECIPE_FILE
+    previous = None
+    if recorded.is_file():
+        try:
+            previous = yaml.safe_load(recorded.read_text())
+        except yaml.YAMLError:
+            previous = None
+    if not isinstance(previous, dict):
+        raise ValueError(
+            f"--output_dir {str(output_dir)!r} is not empty and holds no interlace-hf training run; choose a new "
+            "directory, or pass --overwrite to replace its contents."
+        )
+    now = training_settings(yaml.safe_load(yaml.safe_dump(recipe, sort_keys=False)))
+    before = training_settings(previous)
+    changed = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+    if changed:
+        details = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+        raise ValueError(
+            f"--output_dir {str(output_dir)!r} holds a training run with other settings ({details}); pass the same "
+            "settings to resume it, a new --output_dir, or --overwrite to replace it."
+        )
+    return "done" if (output_dir / TRAIN_INFO_FILE).is_file() else "resume"
 
 
 def load_for_training(train_args: TrainArgs, seed: int):
@@ -81,7 +206,7 @@ def load_for_training(train_args: TrainArgs, seed: int):
     if plan is None:
         depth = config["text_config"]["num_hidden_layers"]
         plan, _ = plan_from_args(train_args.selection_args(seed), num_layers=depth)
-    model = load_model(train_args.model, revision=train_args.revision)
+    model = load_model(train_args.model, revision=train_args.revision, dtype=train_args.dtype)
     if current_kept_layers(model.config) != list(plan.kept_layers):
         prune_model(model, plan, base_model=train_args.model)
     return model, plan
@@ -116,45 +241,172 @@ def build_train_dataset(train_args: TrainArgs):
     return datasets.Dataset.from_dict({"images": images, "messages": messages}, features=features), name
 
 
-def run_training(train_args: TrainArgs, sft_config, recipe_text: str | None = None):
-    """Load (and prune if needed), freeze per the plan, train, save the model, plan, processor, card and recipe."""
+def _image_size(image) -> tuple[int, int]:
+    """(width, height) of an image without decoding its pixels (a path, a PIL image, or datasets' undecoded dict)."""
+    from PIL import Image
+
+    if isinstance(image, dict):
+        if image.get("bytes") is not None:
+            import io
+
+            with Image.open(io.BytesIO(image["bytes"])) as opened:
+                return opened.size
+        image = image.get("path")
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as opened:  # reads the header only
+            return opened.size
+    return image.size
+
+
+def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batch_size: int = 256) -> list[int]:
+    """The number of tokens each training sample becomes (chat template + image tokens at the training resolution),
+    counted without processing any pixels: the text through the tokenizer, each image from its size alone."""
+    import datasets
+    from trl.data_utils import prepare_multimodal_messages
+
+    image_processor, tokenizer = processor.image_processor, processor.tokenizer
+    merge = image_processor.merge_size
+    size_kwargs = {"min_pixels": min_pixels, "max_pixels": max_pixels}
+    raw = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    lengths = []
+    for start in range(0, len(raw), batch_size):
+        batch = raw[start:start + batch_size]
+        texts, extra = [], []
+        for messages, images in zip(batch["messages"], batch["images"]):
+            texts.append(processor.apply_chat_template(prepare_multimodal_messages(messages, images=images),
+                                                       tokenize=False))
+            image_tokens = 0
+            for image in images:
+                width, height = _image_size(image)
+                image_tokens += image_processor.get_number_of_image_patches(height, width, size_kwargs) // merge**2 - 1
+            extra.append(image_tokens)  # each image's single placeholder token becomes this many more
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        lengths.extend(len(i) + n for i, n in zip(ids, extra))
+    return lengths
+
+
+def drop_long_samples(dataset, processor, max_length: int | None, *, min_pixels: int, max_pixels: int):
+    """Drop the samples over `max_length` tokens (never truncate: a cut through image tokens breaks the sample).
+
+    Returns:
+        (dataset, number dropped, longest length seen)
+    """
+    if max_length is None:
+        return dataset, 0, None
+    lengths = sample_lengths(dataset, processor, min_pixels=min_pixels, max_pixels=max_pixels)
+    keep = [i for i, n in enumerate(lengths) if n <= max_length]
+    dropped = len(lengths) - len(keep)
+    if dropped:
+        logger.warning("dropped %d of %d training samples longer than max_length=%d tokens (longest: %d)", dropped,
+                       len(lengths), max_length, max(lengths))
+    if not keep:
+        raise ValueError(
+            f"every training sample is longer than --max_length {max_length} tokens (shortest: {min(lengths)}); raise "
+            "--max_length, or lower --max_pixels (fewer image tokens)."
+        )
+    return (dataset.select(keep) if dropped else dataset), dropped, max(lengths)
+
+
+def _training_processor(processor, min_pixels: int, max_pixels: int):
+    """A copy of the processor at the training resolution (for the collator only; the saved files stay the base's)."""
+    import copy
+
+    processor = copy.deepcopy(processor)
+    processor.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    return processor
+
+
+def _move_into(staging: Path, output_dir: Path, last: str) -> None:
+    """Move every file of `staging` into `output_dir` (same filesystem: each a rename), `last` at the end."""
+    import os
+    import shutil
+
+    names = sorted(p.name for p in staging.iterdir() if p.name != last) + [last]
+    for name in names:
+        target = output_dir / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(staging / name, target)
+    staging.rmdir()
+
+
+def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None = None):
+    """Load (and prune if needed), freeze per the plan, train, and write the model with its plan, the base's
+    processor files, the card and the recipe with the values that ran.
+
+    The output directory is checked first: a new or empty one starts a run; one holding this run's own recipe with
+    the same settings resumes from its last checkpoint (or is left as it is when it finished); anything else is
+    refused unless `overwrite`. The final model is written to a staging sibling and moved in, `interlace_train.json`
+    last: its presence means the run finished.
+
+    Returns:
+        the trainer, or None when `output_dir` already held this run, finished.
+    """
+    import shutil
+
     from transformers.trainer_utils import get_last_checkpoint
 
+    from .hub import resolve_checkpoint
     from .processing import load_processor
     from .trainer import InterlaceSFTTrainer
 
     train_args.validate()
+    recipe = effective_recipe(train_args, sft_config, source)
+    output_dir = Path(sft_config.output_dir).expanduser()
+    state = check_train_output_dir(output_dir, recipe, train_args.overwrite)
+    if state == "done":
+        logger.warning("%s already holds this training run, finished; nothing to do (pass --overwrite to retrain).",
+                       output_dir)
+        return None
     dataset, dataset_name = build_train_dataset(train_args)  # data errors before the model is loaded
-    model, plan = load_for_training(train_args, sft_config.seed)
     processor = load_processor(train_args.model, revision=train_args.revision)
-    processor.image_processor.size = {"shortest_edge": sft_config.min_pixels, "longest_edge": sft_config.max_pixels}
-    trainer = InterlaceSFTTrainer(model, plan, args=sft_config, train_dataset=dataset, processing_class=processor)
+    processor_source = resolve_checkpoint(train_args.model, train_args.revision, files_only=True)
+    dataset, _, _ = drop_long_samples(dataset, processor, sft_config.max_length, min_pixels=sft_config.min_pixels,
+                                      max_pixels=sft_config.max_pixels)
+    model, plan = load_for_training(train_args, sft_config.seed)
+    text = recipe_text(recipe, source)
+    with sft_config.main_process_first(desc="output directory", local=False):
+        if sft_config.should_save:
+            if state == "overwrite":
+                shutil.rmtree(output_dir)
+            output_dir.mkdir(parents=True, exist_ok=True)
+            (output_dir / RECIPE_FILE).write_text(text)  # marks the directory as this run's, for a resume
+    trainer = InterlaceSFTTrainer(model, plan, args=sft_config, train_dataset=dataset,
+                                  processing_class=_training_processor(processor, sft_config.min_pixels,
+                                                                       sft_config.max_pixels),
+                                  processor_source=processor_source, provenance={RECIPE_FILE: text})
     resume = sft_config.resume_from_checkpoint
-    if resume is None and Path(sft_config.output_dir).is_dir():
-        resume = get_last_checkpoint(sft_config.output_dir)  # an interrupted run continues where it stopped
+    if resume is None and state == "resume":
+        resume = get_last_checkpoint(str(output_dir))  # an interrupted run continues where it stopped
         if resume:
             logger.warning("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(sft_config.output_dir)
-    if trainer.is_world_process_zero():
-        processor.save_pretrained(sft_config.output_dir)
-        if recipe_text is not None:
-            Path(sft_config.output_dir, RECIPE_FILE).write_text(recipe_text)
-        Path(sft_config.output_dir, "interlace_train.json").write_text(
-            json.dumps({k: v for k, v in dataclasses.asdict(train_args).items()}, indent=2)
-        )
-        trainer.create_model_card(dataset_name=dataset_name)
+    staging = output_dir.parent / f".{output_dir.name}.final-partial"
+    if sft_config.should_save and staging.exists():
+        shutil.rmtree(staging)  # left by a run killed while saving
+    trainer.save_model(str(staging))  # every rank: DeepSpeed gathers the shards
+    if sft_config.should_save:
+        (staging / TRAIN_INFO_FILE).write_text(json.dumps(dataclasses.asdict(train_args), indent=2))
+        trainer.write_card(staging, model_name=sft_config.hub_model_id or output_dir.name,
+                           dataset_name=dataset_name)
+        _move_into(staging, output_dir, last=TRAIN_INFO_FILE)
+    trainer.accelerator.wait_for_everyone()
+    if sft_config.push_to_hub:
+        trainer.push_final()
     return trainer
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        train_args, sft_config, recipe_text = parse_train_args(argv)
-        trainer = run_training(train_args, sft_config, recipe_text)
+        train_args, sft_config, source = parse_train_args(argv)
+        trainer = run_training(train_args, sft_config, source)
     except ValueError as err:
         print(f"interlace-hf train: error: {err}", file=sys.stderr)
         return 2
+    if trainer is None:
+        print(f"{sft_config.output_dir} already holds this training run, finished (--overwrite to retrain)")
+        return 0
     state = trainer.state
     print(f"trained {state.global_step} steps; checkpoint in {sft_config.output_dir}")
     return 0

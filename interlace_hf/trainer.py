@@ -4,15 +4,31 @@ Everything else is frozen on the parameter itself (`requires_grad=False`) before
 the optimizer, so frozen parameters get no gradient buffers and no optimizer state: vision tower, deepstack mergers,
 merger, embeddings, final norm, anchors, the other layers and `lm_head`. (The paper's code froze `lm_head` by setting
 an attribute on the module, which does nothing; with untied embeddings it silently trained the whole head.)
+
+At real scale three more things matter, and the trainer takes care of each:
+- **fp32 master weights.** A bfloat16 weight cannot hold an AdamW update of ~1e-5 (half a bf16 ulp of a 0.02 weight
+  is ~6e-5), so without DeepSpeed (which keeps fp32 masters itself) the parameters that train are held in fp32 while
+  the frozen majority stays in the loaded dtype; hooks cast at their boundaries, autocast still computes in bf16, and
+  the saved model is in the loaded dtype again (`checkpoint-*` folders keep the fp32 masters, for an exact resume).
+- **Backward stops at the lowest tuned layer.** Its input is cut from the graph (a fresh leaf), so nothing below it
+  (vision tower, embeddings, frozen layers) stores activations for, or runs, a backward pass.
+- **Checkpointing that works under ZeRO-3.** Non-reentrant activation checkpointing with frozen parameters fails on
+  2+ ZeRO-3 ranks (transformers#47254, DeepSpeed#4332); the reentrant variant is chosen there automatically (the cut
+  makes the tuned layers' input require grad, which reentrant checkpointing needs).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTConfig, SFTTrainer
 
 from .plan import PLAN_FILE, Plan
@@ -57,10 +73,15 @@ class InterlaceSFTConfig(SFTConfig):
     bf16: bool | None = field(default=None, metadata={"help": "bf16 mixed precision; default: where the GPU has it"})
     assistant_only_loss: bool = field(default=True, metadata={"help": "loss on the assistant's answer tokens only"})
     activation_checkpointing_kwargs: dict[str, Any] | str | None = field(
-        default_factory=lambda: {"use_reentrant": False},
-        metadata={"help": "non-reentrant checkpointing: gradients reach tuned layers behind frozen embeddings"},
+        default=None,
+        metadata={"help": "torch checkpoint kwargs; default: reentrant under DeepSpeed ZeRO-3 (non-reentrant fails "
+                          "there with frozen layers), non-reentrant otherwise"},
     )
-    max_length: int | None = field(default=None, metadata={"help": "truncate sequences (None: keep image tokens)"})
+    max_length: int | None = field(
+        default=8192,
+        metadata={"help": "samples longer than this (image tokens included) are dropped before training, never "
+                          "truncated (paper: 8192); None keeps every sample"},
+    )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "where to log (none, tensorboard, ...)"})
     tune_merger: bool = field(default=False, metadata={"help": "also train the vision merger"})
     tune_lm_head: bool = field(default=False, metadata={"help": "also train lm_head"})
@@ -68,6 +89,8 @@ class InterlaceSFTConfig(SFTConfig):
     min_pixels: int = field(default=784, metadata={"help": "min image pixels for the processor (paper: 784)"})
 
     def __post_init__(self):
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"--max_length must be >= 1 (or None to keep every sample), got {self.max_length}.")
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         if self.min_pixels < 1 or self.max_pixels < self.min_pixels:
@@ -76,10 +99,36 @@ class InterlaceSFTConfig(SFTConfig):
             )
         super().__post_init__()
 
+    # transformers pickles the arguments into training_args.bin (in every checkpoint, and in the output directory it
+    # pushes during training); the Hub token must never be in that file. Copies keep it: it is needed to upload.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["hub_token"] = None
+        return state
+
+    def __deepcopy__(self, memo):
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
+
 
 def _count(param) -> int:
     # Under ZeRO-3 a partitioned parameter reports 0 elements locally; ds_numel is its full size.
     return getattr(param, "ds_numel", None) or param.numel()
+
+
+def trainable_modules(model, plan: Plan, *, tune_merger: bool = False, tune_lm_head: bool = False) -> dict:
+    """The modules that train, by name: the plan's tuned decoder layers (named by original index), and the merger /
+    `lm_head` when asked for."""
+    kept = current_kept_layers(model.config)
+    layers = model.model.language_model.layers
+    modules = {f"layer {original}": layers[kept.index(original)] for original in plan.tuned_layers}
+    if tune_merger:
+        modules["merger"] = model.model.visual.merger
+    if tune_lm_head:
+        modules["lm_head"] = model.lm_head
+    return modules
 
 
 def freeze_for_plan(model, plan: Plan, *, tune_merger: bool = False, tune_lm_head: bool = False) -> tuple[int, int]:
@@ -100,19 +149,131 @@ def freeze_for_plan(model, plan: Plan, *, tune_merger: bool = False, tune_lm_hea
             "layers (interlace, interlace_oa, interlace_tn, ...) or --tune-baselines."
         )
     model.requires_grad_(False)
-    layers = model.model.language_model.layers
-    for original in plan.tuned_layers:
-        layers[kept.index(original)].requires_grad_(True)
-    if tune_merger:
-        model.model.visual.merger.requires_grad_(True)
-    if tune_lm_head:
-        # The parameter itself: setting an attribute on the module (as the paper's code did) changes nothing.
-        model.lm_head.weight.requires_grad_(True)
-        if model.lm_head.weight is model.get_input_embeddings().weight:
-            logger.warning("lm_head is tied to the input embeddings: --tune-lm-head trains the embeddings too.")
+    for name, module in trainable_modules(model, plan, tune_merger=tune_merger, tune_lm_head=tune_lm_head).items():
+        if name == "lm_head":
+            # The parameter itself: setting an attribute on the module (as the paper's code did) changes nothing.
+            module.weight.requires_grad_(True)
+            if module.weight is model.get_input_embeddings().weight:
+                logger.warning("lm_head is tied to the input embeddings: --tune-lm-head trains the embeddings too.")
+        else:
+            module.requires_grad_(True)
     trainable = sum(_count(p) for p in model.parameters() if p.requires_grad)
     total = sum(_count(p) for p in model.parameters())
     return trainable, total
+
+
+# ---- fp32 master weights for what trains -------------------------------------------------------------------------
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def _cast_floating(value, dtype: torch.dtype):
+    """`value` with every floating-point tensor in it (also inside tuples / lists / dicts) cast to `dtype`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() and value.dtype != dtype else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_cast_floating(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _cast_floating(v, dtype) for k, v in value.items()}
+    return value
+
+
+def upcast_trainable(model, modules: dict) -> dict[str, torch.dtype]:
+    """Hold the trainable parameters of `modules` in float32 (master weights) when they were loaded in bf16 / fp16.
+
+    The frozen rest of the model keeps its dtype. Each upcast module gets hooks that cast its floating-point inputs to
+    float32 and its output back to the loaded dtype, so its neighbours see what they saw before (under autocast the
+    matrix products still run in bf16). For `lm_head`, TRL's fused head reads `lm_head.weight` directly, so the final
+    norm's output is cast instead.
+
+    Returns:
+        module name -> the dtype it was loaded in, for the modules that were upcast (empty when none was).
+    """
+    upcast = {}
+    for name, module in modules.items():
+        params = [p for p in module.parameters() if p.requires_grad]
+        if not params or params[0].dtype not in HALF_DTYPES:
+            continue
+        loaded = params[0].dtype
+        for param in params:
+            param.data = param.data.float()
+        upcast[name] = loaded
+        if name == "lm_head":
+            model.model.language_model.norm.register_forward_hook(
+                lambda mod, args, output: _cast_floating(output, torch.float32))
+            continue
+        module.register_forward_pre_hook(
+            lambda mod, args, kwargs: (_cast_floating(args, torch.float32), _cast_floating(kwargs, torch.float32)),
+            with_kwargs=True)
+        module.register_forward_hook(lambda mod, args, output, dtype=loaded: _cast_floating(output, dtype))
+    return upcast
+
+
+def downcast_state_dict(model, upcast: dict[str, torch.dtype], modules: dict) -> dict:
+    """The model's state dict with the upcast modules' tensors back in their loaded dtype (what is saved)."""
+    names = {id(p): dtype for name, dtype in upcast.items() for p in modules[name].parameters()}
+    by_name = {n: names[id(p)] for n, p in model.named_parameters() if id(p) in names}
+    return {n: (t.to(by_name[n]) if n in by_name else t) for n, t in model.state_dict().items()}
+
+
+# ---- backward stops at the lowest tuned layer ----------------------------------------------------------------------
+
+def lowest_trainable_position(model, plan: Plan, *, tune_merger: bool = False) -> int | None:
+    """The position (in the pruned stack) of the lowest tuned decoder layer, or None when the backward pass must go
+    further down (the merger trains) or no decoder layer trains."""
+    if tune_merger or not plan.tuned_layers:
+        return None
+    return current_kept_layers(model.config).index(min(plan.tuned_layers))
+
+
+def _cut_input(module, args, kwargs):
+    # A fresh leaf: the backward pass ends here. requires_grad so that reentrant checkpointing of this layer (and of
+    # every layer above) still computes gradients: it only does so for segments whose inputs require grad.
+    if args:
+        hidden = args[0].detach().requires_grad_(torch.is_grad_enabled() and module.training)
+        return (hidden, *args[1:]), kwargs
+    hidden = kwargs["hidden_states"].detach().requires_grad_(torch.is_grad_enabled() and module.training)
+    return args, {**kwargs, "hidden_states": hidden}
+
+
+class StopBackwardBelow(TrainerCallback):
+    """Cut the graph at the input of the lowest tuned layer, and undo what activation checkpointing set up below it.
+
+    transformers (5.23+) calls `enable_input_require_grads()` when it enables activation checkpointing, so the
+    embeddings' output requires grad and every frozen layer below the first tuned one builds a graph, stores
+    checkpoints and runs a backward pass for nothing. At `on_train_begin` (after checkpointing is enabled) this
+    removes those hooks and turns checkpointing off for the modules below the cut, which no longer need it.
+    """
+
+    def __init__(self, model, position: int):
+        self.position = position
+        self.layers = model.model.language_model.layers
+        self.handle = self.layers[position].register_forward_pre_hook(_cut_input, with_kwargs=True)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        # `model` is the trainer's unwrapped model (also under DDP / DeepSpeed).
+        if model is None:
+            return
+        model.disable_input_require_grads()
+        for module in [*self.layers[: self.position], model.model.visual]:
+            for sub in module.modules():
+                if getattr(sub, "gradient_checkpointing", False):
+                    sub.gradient_checkpointing = False
+
+
+def resolve_checkpointing_kwargs(requested: dict | None, zero3: bool) -> dict:
+    """Reentrant activation checkpointing under DeepSpeed ZeRO-3, non-reentrant elsewhere (the user's keys win,
+    except a non-reentrant request under ZeRO-3, which fails there with frozen layers)."""
+    kwargs = dict(requested or {})
+    if zero3:
+        if kwargs.get("use_reentrant") is False:
+            logger.warning(
+                "use_reentrant=False under DeepSpeed ZeRO-3 with frozen layers fails on 2+ ranks (\"Recomputed values "
+                "... have different metadata\", transformers#47254, DeepSpeed#4332): using reentrant checkpointing.")
+        kwargs["use_reentrant"] = True
+    else:
+        kwargs.setdefault("use_reentrant", False)
+    return kwargs
 
 
 class InterlaceSFTTrainer(SFTTrainer):
@@ -122,13 +283,17 @@ class InterlaceSFTTrainer(SFTTrainer):
         model: a pruned Qwen3-VL (from `prune_model` or a pruned checkpoint).
         plan: the plan it was pruned with; its `tuned_layers` are the ones that train.
         args: an `InterlaceSFTConfig` (the paper's defaults).
+        processor_source: a checkpoint directory whose processor / tokenizer files are copied, byte for byte, into
+            every saved model (the base's). Without it the training processor is saved (TRL's behaviour).
+        provenance: file name -> text, written next to every saved model (the recipe with the values that ran).
         **kwargs: everything `SFTTrainer` takes (`train_dataset`, `processing_class`, ...).
     """
 
     _tag_names = ["trl", "sft", "interlace", "layer-pruning"]
     _name = "INTERLACE"
 
-    def __init__(self, model, plan: Plan, args: InterlaceSFTConfig | None = None, **kwargs):
+    def __init__(self, model, plan: Plan, args: InterlaceSFTConfig | None = None, *,
+                 processor_source: str | Path | None = None, provenance: dict[str, str] | None = None, **kwargs):
         from .modeling import register_auto_classes
 
         register_auto_classes()  # checkpoints keep the Interlace classes' code and auto_map
@@ -136,36 +301,128 @@ class InterlaceSFTTrainer(SFTTrainer):
             raise ValueError("InterlaceSFTTrainer needs the loaded, pruned model (see interlace_hf.train.load_for_training).")
         args = args or InterlaceSFTConfig(output_dir="interlace-sft")
         self.plan = plan
+        self.processor_source = Path(processor_source) if processor_source is not None else None
+        self.provenance = dict(provenance or {})
+        extras = dict(tune_merger=args.tune_merger, tune_lm_head=args.tune_lm_head)
         # Before SFTTrainer / accelerate / DeepSpeed see the model: the optimizer is built from these flags.
-        trainable, total = freeze_for_plan(model, plan, tune_merger=args.tune_merger, tune_lm_head=args.tune_lm_head)
-        super().__init__(model, args=args, **kwargs)
+        trainable, total = freeze_for_plan(model, plan, **extras)
+        cut = lowest_trainable_position(model, plan, tune_merger=args.tune_merger)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if cut is not None:
+            callbacks.append(StopBackwardBelow(model, cut))
+        super().__init__(model, args=args, callbacks=callbacks, **kwargs)
+        from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+        zero3 = bool(self.is_deepspeed_enabled and is_deepspeed_zero3_enabled())
+        if self.args.activation_checkpointing:
+            self.args.activation_checkpointing_kwargs = resolve_checkpointing_kwargs(
+                self.args.activation_checkpointing_kwargs, zero3)
+        self._trainable_modules = trainable_modules(model, plan, **extras)
+        self._upcast: dict[str, torch.dtype] = {}
+        if not self.is_deepspeed_enabled:  # DeepSpeed keeps fp32 masters of what trains itself
+            half = {n for n, m in self._trainable_modules.items()
+                    if any(p.requires_grad and p.dtype in HALF_DTYPES for p in m.parameters())}
+            if half and self.is_fsdp_enabled:
+                raise ValueError(
+                    "FSDP shards each unit as one flat tensor of one dtype, so the trained layers cannot hold fp32 master "
+                    "weights next to bf16 frozen ones: load the model in float32 (--dtype float32) and let FSDP's "
+                    "mixed precision compute in bf16, or use DeepSpeed ZeRO-3 (recipes/accelerate/zero3.yaml).")
+            self._upcast = upcast_trainable(self.model, self._trainable_modules)
         logger.warning(
-            "INTERLACE fine-tune: trainable %s / %s parameters (%.2f%%): tuned layers %s%s%s",
+            "INTERLACE fine-tune: trainable %s / %s parameters (%.2f%%): tuned layers %s%s%s; backward stops at %s; "
+            "checkpointing %s; master weights %s",
             f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1), list(plan.tuned_layers),
             " + merger" if args.tune_merger else "", " + lm_head" if args.tune_lm_head else "",
+            f"original layer {min(plan.tuned_layers)}" if cut is not None else "the inputs (the merger trains)",
+            self.args.activation_checkpointing_kwargs if self.args.activation_checkpointing else "off",
+            "fp32 (upcast from " + ", ".join(sorted({str(d).removeprefix("torch.") for d in self._upcast.values()})) + ")"
+            if self._upcast else ("kept by DeepSpeed" if self.is_deepspeed_enabled else "as loaded (fp32)"),
         )
 
     def _save(self, output_dir: str | None = None, state_dict=None):
-        # transformers pickles the TrainingArguments into training_args.bin, hub_token included, and pushes it with
-        # the model: keep the token out of every file (it stays in memory for the upload itself).
-        token, self.args.hub_token = self.args.hub_token, None
+        output_dir = output_dir or self.args.output_dir
+        # A checkpoint-* folder keeps the fp32 masters (an exact resume); the model itself is saved in its dtype.
+        if state_dict is None and self._upcast and not Path(output_dir).name.startswith(PREFIX_CHECKPOINT_DIR):
+            state_dict = downcast_state_dict(self.model, self._upcast, self._trainable_modules)
+        processing_class = self.processing_class
+        if self.processor_source is not None:
+            self.processing_class = None  # the base's files are copied below instead of the training processor's
         try:
             super()._save(output_dir, state_dict=state_dict)
         finally:
-            self.args.hub_token = token
-        output_dir = output_dir or self.args.output_dir
-        self.plan.save(f"{output_dir}/{PLAN_FILE}")
+            self.processing_class = processing_class
+        if self.args.should_save:
+            self.write_provenance(output_dir)
+
+    def write_provenance(self, directory: str | Path) -> None:
+        """The plan, the base's processor files and the recipe files, next to a saved model."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.plan.save(directory / PLAN_FILE)
+        if self.processor_source is not None:
+            from .export import copy_processor_files
+
+            copy_processor_files(self.processor_source, directory)
+        for name, text in self.provenance.items():
+            (directory / name).write_text(text)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # transformers copies the weights from the checkpoint into output_dir and uploads output_dir: make it a
+        # complete model first (plan, processor, recipe, card), so every pushed revision loads and says what it is.
+        if self.is_world_process_zero():
+            self.write_provenance(self.args.output_dir)
+            for name in ("config.json", "generation_config.json", *(p.name for p in Path(checkpoint_folder).glob("*.py"))):
+                if (Path(checkpoint_folder) / name).is_file():
+                    shutil.copy2(Path(checkpoint_folder) / name, Path(self.args.output_dir) / name)
+            self.create_model_card()
+        processing_class = self.processing_class
+        if self.processor_source is not None:
+            self.processing_class = None
+        try:
+            super()._push_from_checkpoint(checkpoint_folder)
+        finally:
+            self.processing_class = processing_class
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None, **kwargs):
-        """Our card (what was dropped / tuned, the scores, usage for the format, the recipe), not TRL's default."""
-        if not self.is_world_process_zero():
-            return
-        from pathlib import Path
+        """Our card (what was dropped / tuned, the scores, usage for the format, the recipe), not TRL's default.
 
+        Written into `output_dir` once it holds a model (TRL also calls this before each checkpoint save, when it may
+        not yet); the plan is the trainer's own, written first.
+        """
+        if not self.is_world_process_zero() or not (Path(self.args.output_dir) / "config.json").is_file():
+            return
+        self.write_card(self.args.output_dir, model_name=model_name, dataset_name=dataset_name, tags=tags)
+
+    def write_card(self, directory: str | Path, *, model_name: str | None = None, dataset_name: str | None = None,
+                   tags=None) -> Path:
+        """Render the model card into `directory` (a saved model): the plan, the recipe, and the trainer's tags."""
         from .card import write_model_card
 
-        if not (Path(self.args.output_dir) / "config.json").is_file():
-            return  # TRL calls this at each checkpoint too; the card is written once the model is saved there
+        directory = Path(directory)
+        self.plan.save(directory / PLAN_FILE)
+        if isinstance(tags, str):
+            tags = [tags]
+        extra_tags = list(dict.fromkeys([*self._tag_names, *(getattr(self.model, "model_tags", None) or []),
+                                         *(tags or [])]))
         name = self.args.hub_model_id or model_name or Path(self.args.output_dir).name  # the Hub name when pushing
-        write_model_card(self.args.output_dir, model_name=name, trained=self.state.global_step > 0,
-                         datasets=[dataset_name] if dataset_name and "/" in dataset_name else None)
+        return write_model_card(directory, model_name=name, trained=self.state.global_step > 0,
+                                datasets=[dataset_name] if dataset_name and "/" in dataset_name else None,
+                                extra_tags=extra_tags)
+
+    def push_final(self) -> dict | None:
+        """Upload the finished `output_dir` (model, plan, processor, recipe, card; no checkpoints) to the Hub repo
+        the trainer pushed to during training, after any upload still in flight. Retried, and files already there are
+        skipped (`hub.push_directory`)."""
+        self._finish_current_push()
+        if not self.is_world_process_zero():
+            return None
+        from huggingface_hub import HfApi
+
+        from .hub import push_directory
+
+        result = push_directory(HfApi(token=self.args.hub_token), self.args.output_dir, self.hub_model_id,
+                                private=bool(self.args.hub_private_repo), revision=self.args.hub_revision,
+                                commit_message="End of training (interlace-hf)")
+        logger.warning("pushed %s: %d files uploaded, %d unchanged", self.hub_model_id, len(result["uploaded"]),
+                       len(result["skipped"]))
+        return result
