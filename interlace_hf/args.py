@@ -288,6 +288,10 @@ class EvalArgs:
     revision: str | None = field(default=None, metadata={"help": "revision of MODEL on the Hub"})
     base_revision: str | None = field(default=None, metadata={"help": "revision of --base on the Hub"})
     prompt_suffix: str | None = field(default=None, metadata={"help": "instruction after the question ('' for none)"})
+    min_pixels: int | None = field(default=None, metadata={
+        "help": "image resolution lower bound for BOTH models (default: the base's processor's)"})
+    max_pixels: int | None = field(default=None, metadata={
+        "help": "image resolution upper bound for BOTH models (default: the base's processor's)"})
     output: str | None = field(default=None, metadata={"help": "results JSON"})
     save_predictions: bool = field(default=False, metadata={"help": "keep every prediction in the JSON"})
     no_card_results: bool = field(default=False, metadata={"help": "do not write eval_results.json into MODEL"})

@@ -144,7 +144,8 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
                       metric=parse_metric_option(a.metric), split=a.split, batch_size=a.batch_size,
                       max_new_tokens=a.max_new_tokens, limit=a.limit, dtype=a.dtype, device=a.device,
                       revision=a.revision, base_revision=a.base_revision, prompt_suffix=a.prompt_suffix,
-                      save_predictions=a.save_predictions, write_card_results=not a.no_card_results)
+                      save_predictions=a.save_predictions, write_card_results=not a.no_card_results,
+                      min_pixels=a.min_pixels, max_pixels=a.max_pixels)
     print(format_results(result))
     return 0
 

@@ -552,9 +552,27 @@ def resolve_device_available(device: str) -> str:
     return resolved
 
 
+def image_resolution(model_path: str, revision: str | None = None, *, min_pixels: int | None = None,
+                     max_pixels: int | None = None) -> dict[str, int]:
+    """The image resolution bounds to evaluate at: the ones given, the rest from `model_path`'s processor."""
+    if min_pixels is None or max_pixels is None:
+        from .processing import load_processor
+
+        size = load_processor(model_path, revision=revision).image_processor.size or {}
+        min_pixels = size.get("shortest_edge") if min_pixels is None else min_pixels
+        max_pixels = size.get("longest_edge") if max_pixels is None else max_pixels
+    if min_pixels is None or max_pixels is None or not 1 <= min_pixels <= max_pixels:
+        raise ValueError(f"--min-pixels ({min_pixels}) must be >= 1 and <= --max-pixels ({max_pixels}).")
+    return {"min_pixels": int(min_pixels), "max_pixels": int(max_pixels)}
+
+
 def _evaluate_loaded_tasks(model_path: str, tasks: Sequence[EvalTask], *, revision: str | None, batch_size: int,
-                           max_new_tokens: int, dtype: str, device: str, progress: bool) -> dict[str, dict]:
-    """Load one model, answer every task's questions, score them; the model is freed before returning."""
+                           max_new_tokens: int, dtype: str, device: str, progress: bool,
+                           resolution: dict[str, int] | None = None) -> dict[str, dict]:
+    """Load one model, answer every task's questions, score them; the model is freed before returning.
+
+    `resolution` (`min_pixels`, `max_pixels`) replaces the processor's own bounds, so that two models compared on
+    the same questions also see the same image tokens."""
     import torch
 
     from .export import load_model
@@ -565,6 +583,9 @@ def _evaluate_loaded_tasks(model_path: str, tasks: Sequence[EvalTask], *, revisi
     model = load_model(model_path, revision=revision, dtype=resolve_dtype(dtype, resolved),
                        device_map=resolved if resolved != "cpu" else None).eval()
     processor = load_processor(model_path, revision=revision)
+    if resolution is not None:
+        processor.image_processor.size = {"shortest_edge": resolution["min_pixels"],
+                                          "longest_edge": resolution["max_pixels"]}
     results = {}
     try:
         for task in tasks:
@@ -584,9 +605,10 @@ def _evaluate_loaded_tasks(model_path: str, tasks: Sequence[EvalTask], *, revisi
     return results
 
 
-def _settings(batch_size, max_new_tokens, limit, dtype, device, split, tasks: Sequence[EvalTask]) -> dict:
+def _settings(batch_size, max_new_tokens, limit, dtype, device, split, tasks: Sequence[EvalTask],
+              resolution: dict[str, int]) -> dict:
     return {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "limit": limit, "dtype": dtype,
-            "device": device, "split": split, "decoding": "greedy",
+            "device": device, "split": split, "decoding": "greedy", **resolution,
             "prompt_suffix": {task.name: task.prompt_suffix for task in tasks}}
 
 
@@ -609,7 +631,7 @@ def evaluate_model(model_path: str, tasks: list[str] | str, *, data: dict[str, s
                    metric: str | dict[str, str] | None = None, batch_size: int = 8, max_new_tokens: int = 16,
                    limit: int | None = None, dtype: str = "auto", device: str = "auto", split: str | None = None,
                    revision: str | None = None, prompt_suffix: str | None = None, save_predictions: bool = False,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, min_pixels: int | None = None, max_pixels: int | None = None) -> dict:
     """Score one model on VQA tasks with greedy answers.
 
     Args:
@@ -627,6 +649,7 @@ def evaluate_model(model_path: str, tasks: list[str] | str, *, data: dict[str, s
         prompt_suffix: text after every question; default: each task's.
         save_predictions: keep every answer, its references and its score in the result.
         progress: show progress bars.
+        min_pixels, max_pixels: image resolution bounds (default: the model's processor's); recorded in `settings`.
 
     Returns:
         `{"model", "tasks": {name: {"metric", "score", "n", "dataset", "split", "per_type"?, ...}}, "date",
@@ -638,14 +661,16 @@ def evaluate_model(model_path: str, tasks: list[str] | str, *, data: dict[str, s
     from .hub import read_model_config
 
     read_model_config(model_path, revision)  # a wrong path fails here, before any weight is read
+    resolution = image_resolution(model_path, revision, min_pixels=min_pixels, max_pixels=max_pixels)
     results = _evaluate_loaded_tasks(model_path, loaded, revision=revision, batch_size=batch_size,
-                                     max_new_tokens=max_new_tokens, dtype=dtype, device=device, progress=progress)
+                                     max_new_tokens=max_new_tokens, dtype=dtype, device=device, progress=progress,
+                                     resolution=resolution)
     return {
         "model": str(model_path),
         "tasks": {task.name: _task_entry(task, results[task.name], save_predictions) for task in loaded},
         "date": _today(),
         "versions": _versions(),
-        "settings": _settings(batch_size, max_new_tokens, limit, dtype, device, split, loaded),
+        "settings": _settings(batch_size, max_new_tokens, limit, dtype, device, split, loaded, resolution),
     }
 
 
@@ -703,7 +728,7 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
              max_new_tokens: int = 16, limit: int | None = None, dtype: str = "auto", device: str = "auto",
              split: str | None = None, revision: str | None = None, base_revision: str | None = None,
              prompt_suffix: str | None = None, save_predictions: bool = False, write_card_results: bool = True,
-             progress: bool = True) -> dict:
+             progress: bool = True, min_pixels: int | None = None, max_pixels: int | None = None) -> dict:
     """`interlace-hf eval`: score a (pruned) model, and its base on the same questions with the same settings.
 
     Args:
@@ -712,6 +737,8 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
             paper's relative performance (their mean; tasks where the base scores 0 are left out and named).
         tasks, data, metric, batch_size, max_new_tokens, limit, dtype, device, split, prompt_suffix,
             save_predictions, progress: as in `evaluate_model`.
+        min_pixels, max_pixels: the image resolution both models are evaluated at (default: the base's processor's,
+            or the model's without a base); a fine-tuned checkpoint's own processor is never what decides it.
         output: where to write the results JSON (optional).
         revision, base_revision: Hub revisions of the two models.
         write_card_results: when `model` is a local directory and `base` is given, write `eval_results.json` there
@@ -730,9 +757,11 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
     read_model_config(model, revision)  # both models are checked before any data or weight is read
     if base is not None:
         read_model_config(base, base_revision)
+    resolution = image_resolution(base if base is not None else model, base_revision if base is not None else revision,
+                                  min_pixels=min_pixels, max_pixels=max_pixels)
     loaded = load_tasks(tasks, data=data, metric=metric, split=split, limit=limit, prompt_suffix=prompt_suffix)
     common = dict(batch_size=batch_size, max_new_tokens=max_new_tokens, dtype=dtype, device=device,
-                  progress=progress)
+                  progress=progress, resolution=resolution)
     pruned_results = _evaluate_loaded_tasks(model, loaded, revision=revision, **common)
     base_results = _evaluate_loaded_tasks(base, loaded, revision=base_revision, **common) if base else None
     entries = {task.name: _task_entry(task, pruned_results[task.name], save_predictions) for task in loaded}
@@ -754,7 +783,7 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
         **({"note": summary["note"]} if "note" in summary else {}),
         "date": date,
         "versions": _versions(),
-        "settings": _settings(batch_size, max_new_tokens, limit, dtype, device, split, loaded),
+        "settings": _settings(batch_size, max_new_tokens, limit, dtype, device, split, loaded, resolution),
     }
     if summary.get("note"):
         logger.warning("%s", summary["note"])
@@ -793,4 +822,8 @@ def format_results(result: Mapping) -> str:
                                                  f"{100 * relative:.1f}% (mean of {len(counted)} task ratio(s))"))
         if result.get("note"):
             lines.append(result["note"])
+    settings = result.get("settings") or {}
+    if settings.get("max_pixels"):
+        lines.append(f"images: {settings['min_pixels']}..{settings['max_pixels']} pixels"
+                     + (" (both models)" if result.get("base") else ""))
     return "\n".join(lines)

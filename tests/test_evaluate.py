@@ -602,3 +602,36 @@ def test_vlmevalkit_config(tmp_path, pruned_dir):
     command = vlmevalkit_launch_command(path)
     assert command.startswith("python -c ") and "import sys, runpy, interlace_hf" in command and str(path) in command
     assert vlmevalkit_launch_command(path, import_interlace=False) == f"python run.py --config {path}"
+
+
+def test_base_and_pruned_are_evaluated_at_one_resolution(tiny_model_dir, pruned_dir, synthetic_dir, tmp_path):
+    """A checkpoint whose processor says another resolution (as fine-tuned checkpoints used to ship the training
+    one) is evaluated at the base's, so both models see the same image tokens; the bounds are in the results."""
+    import shutil
+
+    from interlace_hf.evaluate import evaluate_model, image_resolution
+
+    shrunk = tmp_path / "shrunk"
+    shutil.copytree(pruned_dir, shrunk)
+    config = json.loads((shrunk / "processor_config.json").read_text())
+    config["image_processor"]["size"] = {"shortest_edge": 1024, "longest_edge": 4096}
+    (shrunk / "processor_config.json").write_text(json.dumps(config))
+    base_size = json.loads((tiny_model_dir / "processor_config.json").read_text())["image_processor"]["size"]
+    assert base_size["longest_edge"] != 4096
+    common = dict(tasks=["synthetic"], data={"synthetic": str(synthetic_dir)}, batch_size=4, max_new_tokens=8,
+                  limit=4, progress=False, write_card_results=False, save_predictions=True)
+    reference = run_eval(str(pruned_dir), base=str(tiny_model_dir), **common)
+    result = run_eval(str(shrunk), base=str(tiny_model_dir), **common)
+    assert result["settings"]["min_pixels"] == base_size["shortest_edge"]
+    assert result["settings"]["max_pixels"] == base_size["longest_edge"]
+    assert [r["prediction"] for r in result["tasks"]["synthetic"]["predictions"]] == \
+        [r["prediction"] for r in reference["tasks"]["synthetic"]["predictions"]]
+    alone = evaluate_model(str(shrunk), ["synthetic"], data={"synthetic": str(synthetic_dir)}, limit=1,
+                           max_new_tokens=2, progress=False)
+    assert alone["settings"]["max_pixels"] == 4096  # without a base: the model's own
+    explicit = evaluate_model(str(shrunk), ["synthetic"], data={"synthetic": str(synthetic_dir)}, limit=1,
+                              max_new_tokens=2, progress=False, min_pixels=32 * 32, max_pixels=64 * 64)
+    assert (explicit["settings"]["min_pixels"], explicit["settings"]["max_pixels"]) == (1024, 4096)
+    assert "images: 1024..4096 pixels" in format_results(explicit)
+    with pytest.raises(ValueError, match=r"--min-pixels \(5000\) must be >= 1 and <= --max-pixels \(4096\)"):
+        image_resolution(str(shrunk), min_pixels=5000)
