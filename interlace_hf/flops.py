@@ -230,3 +230,45 @@ def parameter_count(config: dict) -> dict:
         "text": text,
         "total": vision + text,
     }
+
+
+def training_step_flops(config: dict, *, tuned_positions, num_text_tokens: int, image_size: int,
+                        activation_checkpointing: bool = True, full: bool = False,
+                        head_positions: int | None = None) -> dict:
+    """Counted FLOPs of one training step on one image + text sample, the ideal a fine-tune's step is held against.
+
+    Forward: everything (vision, every decoder layer, the head). Backward (~2x forward for a layer whose weights
+    train: input and weight gradients; ~1x for a frozen layer the gradient only passes through):
+    - INTERLACE (`full=False`): from the head down to the lowest tuned layer and no further; tuned layers 2x, the
+      frozen layers above the lowest tuned one 1x, the frozen head 1x; the vision tower and the layers below: 0.
+      With activation checkpointing, the layers from the lowest tuned one up are recomputed once (1x).
+    - full fine-tune (`full=True`): everything 2x; with checkpointing, every decoder layer and vision block again.
+
+    Args:
+        config: a Qwen3-VL config dict of the model as trained (a pruned config for a pruned model).
+        tuned_positions: positions of the tuned layers in that model's decoder stack (ignored with `full`).
+        num_text_tokens, image_size: the sample (as in `prefill_flops`).
+        head_positions: positions the head projects (default: every position; TRL's fused head on a GPU projects
+            only the positions with a label).
+
+    Returns:
+        `{"forward", "recompute", "backward", "total"}` (ints); `total / forward` is the step's ideal cost in forward
+        passes.
+    """
+    counted = prefill_flops(config, num_text_tokens, image_size)
+    layer, layers = counted["decoder_per_layer"], counted["num_layers"]
+    head = counted["lm_head"] * (counted["sequence_length"] if head_positions is None else head_positions)
+    vision = counted["vision_total"]
+    forward = vision + layers * layer + head
+    if full:
+        recompute = (layers * layer + vision) if activation_checkpointing else 0
+        backward = 2 * forward
+    else:
+        tuned = sorted(set(tuned_positions))
+        if not tuned or tuned[0] < 0 or tuned[-1] >= layers:
+            raise ValueError(f"`tuned_positions` must be positions 0..{layers - 1} of the decoder stack, got "
+                             f"{list(tuned_positions)!r}.")
+        above = layers - tuned[0]  # the lowest tuned layer and everything above it
+        recompute = above * layer if activation_checkpointing else 0
+        backward = head + (above - len(tuned)) * layer + 2 * len(tuned) * layer
+    return {"forward": forward, "recompute": recompute, "backward": backward, "total": forward + recompute + backward}

@@ -13,8 +13,9 @@ At real scale three more things matter, and the trainer takes care of each:
 - **Backward stops at the lowest tuned layer.** Its input is cut from the graph (a fresh leaf), so nothing below it
   (vision tower, embeddings, frozen layers) stores activations for, or runs, a backward pass.
 - **Checkpointing that works under ZeRO-3.** Non-reentrant activation checkpointing with frozen parameters fails on
-  2+ ZeRO-3 ranks (transformers#47254, DeepSpeed#4332); the reentrant variant is chosen there automatically (the cut
-  makes the tuned layers' input require grad, which reentrant checkpointing needs).
+  2+ ZeRO-3 ranks with DeepSpeed releases before DeepSpeed#8148 (transformers#47254, DeepSpeed#4332); the reentrant
+  variant, which works with every release, is chosen there by default (the cut makes the tuned layers' input require
+  grad, which reentrant checkpointing needs).
 """
 
 from __future__ import annotations
@@ -262,17 +263,22 @@ class StopBackwardBelow(TrainerCallback):
 
 
 def resolve_checkpointing_kwargs(requested: dict | None, zero3: bool) -> dict:
-    """Reentrant activation checkpointing under DeepSpeed ZeRO-3, non-reentrant elsewhere (the user's keys win,
-    except a non-reentrant request under ZeRO-3, which fails there with frozen layers)."""
+    """Activation checkpointing kwargs: the user's, with `use_reentrant` chosen when unset: reentrant under DeepSpeed
+    ZeRO-3, non-reentrant elsewhere (PyTorch's recommendation).
+
+    Non-reentrant checkpointing with frozen parameters fails on 2+ ZeRO-3 ranks in DeepSpeed releases without
+    DeepSpeed#8148 (merged July 2026; 0.19.8 has it): "Recomputed values ... have different metadata"
+    (transformers#47254, DeepSpeed#4332). Reentrant works with every release, so it is the default there; an explicit
+    `use_reentrant=False` is kept, with a warning.
+    """
     kwargs = dict(requested or {})
-    if zero3:
-        if kwargs.get("use_reentrant") is False:
-            logger.warning(
-                "use_reentrant=False under DeepSpeed ZeRO-3 with frozen layers fails on 2+ ranks (\"Recomputed values "
-                "... have different metadata\", transformers#47254, DeepSpeed#4332): using reentrant checkpointing.")
-        kwargs["use_reentrant"] = True
-    else:
-        kwargs.setdefault("use_reentrant", False)
+    if "use_reentrant" not in kwargs:
+        kwargs["use_reentrant"] = zero3
+    elif zero3 and kwargs["use_reentrant"] is False:
+        logger.warning(
+            "use_reentrant=False under DeepSpeed ZeRO-3 with frozen layers fails on 2+ ranks with DeepSpeed releases "
+            "older than the fix of DeepSpeed#8148 (\"Recomputed values ... have different metadata\"); unset it to "
+            "get reentrant checkpointing, which works with every release.")
     return kwargs
 
 

@@ -14,11 +14,18 @@ from interlace_hf.train import parse_train_args, run_training
 def main() -> None:
     train_args, sft_config, source = parse_train_args(sys.argv[1:])
     trainer = run_training(train_args, sft_config, source)
-    digests = {name: hashlib.sha256(param.detach().float().contiguous().numpy().tobytes()).hexdigest()
-               for name, param in trainer.model.named_parameters()}
     rank = dist.get_rank() if dist.is_initialized() else 0
     report = {"world_size": dist.get_world_size() if dist.is_initialized() else 1,
-              "global_step": trainer.state.global_step, "parameters": digests}
+              "global_step": trainer.state.global_step, "deepspeed": trainer.is_deepspeed_enabled,
+              "checkpointing": trainer.args.activation_checkpointing_kwargs}
+    if trainer.is_deepspeed_enabled:
+        # ZeRO-3: each rank holds a shard of each parameter (the saved, gathered model is checked by the test).
+        report["zero_stage"] = trainer.deepspeed.zero_optimization_stage()
+        report["sharded"] = sum(p.ds_tensor.numel() < p.ds_numel for p in trainer.model.parameters()
+                                if hasattr(p, "ds_tensor"))
+    else:
+        report["parameters"] = {name: hashlib.sha256(param.detach().float().contiguous().numpy().tobytes()).hexdigest()
+                                for name, param in trainer.model.named_parameters()}
     out = Path(sft_config.output_dir)
     (out.parent / f"ddp-rank{rank}.json").write_text(json.dumps(report))
 

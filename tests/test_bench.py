@@ -292,3 +292,31 @@ def test_write_model_results_needs_the_base_and_pruned_checkpoints(tiny_model_di
         run_bench([str(other), str(pruned_dir)], write_model_results=True, **SMALL)
     with pytest.raises(ValueError, match="is itself pruned; list the dense base model first"):
         run_bench([str(pruned_dir), str(pruned_dir) + "/"], write_model_results=True, **SMALL)
+
+
+def test_training_step_flops(tiny_config_json):
+    """The counted ideal of a training step: full fine-tuning is 3 forwards (4 with checkpointing, minus the head,
+    which is not recomputed); INTERLACE's backward stops at the lowest tuned layer."""
+    from interlace_hf.flops import prefill_flops, training_step_flops
+
+    config = json.loads(open(tiny_config_json).read())
+    one = prefill_flops(config, 40, 64)
+    layer, layers, vision = one["decoder_per_layer"], one["num_layers"], one["vision_total"]
+    head = one["lm_head"] * one["sequence_length"]
+    forward = vision + layers * layer + head
+    plain = training_step_flops(config, tuned_positions=[], num_text_tokens=40, image_size=64, full=True,
+                                activation_checkpointing=False)
+    assert plain == {"forward": forward, "recompute": 0, "backward": 2 * forward, "total": 3 * forward}
+    full = training_step_flops(config, tuned_positions=[], num_text_tokens=40, image_size=64, full=True)
+    assert full["total"] == 4 * forward - head
+    # Tuned layers 3 and 6 of 8: recompute layers 3..7; backward: head, 3 frozen layers 1x, 2 tuned layers 2x.
+    assert layers == 8
+    ours = training_step_flops(config, tuned_positions=[6, 3], num_text_tokens=40, image_size=64)
+    assert ours["recompute"] == 5 * layer and ours["backward"] == head + 3 * layer + 4 * layer
+    assert ours["total"] < full["total"]
+    lower = training_step_flops(config, tuned_positions=[1, 6], num_text_tokens=40, image_size=64)
+    assert lower["total"] > ours["total"]  # a lower first tuned layer costs more backward
+    few_head = training_step_flops(config, tuned_positions=[3, 6], num_text_tokens=40, image_size=64, head_positions=2)
+    assert ours["total"] - few_head["total"] == 2 * (head - 2 * one["lm_head"])
+    with pytest.raises(ValueError, match="must be positions 0..7"):
+        training_step_flops(config, tuned_positions=[8], num_text_tokens=40, image_size=64)

