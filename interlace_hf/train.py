@@ -143,7 +143,20 @@ def training_settings(recipe: dict) -> dict:
     return {k: v for k, v in recipe.items() if k not in OPERATIONAL_KEYS}
 
 
-def check_train_output_dir(output_dir: Path, recipe: dict, overwrite: bool) -> str:
+def _inputs_inside(output_dir: Path, train_args: TrainArgs) -> list[str]:
+    """The local inputs (model, plan, similarities, dataset) that live inside `output_dir`."""
+    root = output_dir.resolve()
+    inside = []
+    for name in ("model", "plan", "similarities", "dataset"):
+        value = getattr(train_args, name)
+        if value and Path(value).expanduser().exists():
+            path = Path(value).expanduser().resolve()
+            if path == root or root in path.parents:
+                inside.append(f"--{name} {value}")
+    return inside
+
+
+def check_train_output_dir(output_dir: Path, recipe: dict, overwrite: bool, train_args: TrainArgs | None = None) -> str:
     """Decide what to do with `output_dir`, before anything expensive: `"fresh"`, `"resume"` or `"done"`.
 
     An empty or missing directory is fresh. One holding this run's own `interlace_recipe.yaml` with the same settings
@@ -157,6 +170,10 @@ def check_train_output_dir(output_dir: Path, recipe: dict, overwrite: bool) -> s
     if not output_dir.is_dir() or not any(output_dir.iterdir()):
         return "fresh"
     if overwrite:
+        inside = _inputs_inside(output_dir, train_args) if train_args is not None else []
+        if inside:
+            raise ValueError(f"--overwrite would delete {', '.join(inside)}, which is inside --output_dir "
+                             f"{str(output_dir)!r}; choose another --output_dir.")
         return "overwrite"
     recorded = output_dir / RECIPE_FILE
     previous = None
@@ -353,7 +370,7 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
     train_args.validate()
     recipe = effective_recipe(train_args, sft_config, source)
     output_dir = Path(sft_config.output_dir).expanduser()
-    state = check_train_output_dir(output_dir, recipe, train_args.overwrite)
+    state = check_train_output_dir(output_dir, recipe, train_args.overwrite, train_args)
     if state == "done":
         logger.warning("%s already holds this training run, finished; nothing to do (pass --overwrite to retrain).",
                        output_dir)

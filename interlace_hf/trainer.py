@@ -202,6 +202,9 @@ def upcast_trainable(model, modules: dict) -> dict[str, torch.dtype]:
         if name == "lm_head":
             model.model.language_model.norm.register_forward_hook(
                 lambda mod, args, output: _cast_floating(output, torch.float32))
+            embeddings = model.get_input_embeddings()
+            if embeddings.weight is module.weight:  # tied: the embeddings now hold fp32 too; their output stays as is
+                embeddings.register_forward_hook(lambda mod, args, output, dtype=loaded: _cast_floating(output, dtype))
             continue
         module.register_forward_pre_hook(
             lambda mod, args, kwargs: (_cast_floating(args, torch.float32), _cast_floating(kwargs, torch.float32)),
@@ -243,15 +246,18 @@ class StopBackwardBelow(TrainerCallback):
     transformers (5.23+) calls `enable_input_require_grads()` when it enables activation checkpointing, so the
     embeddings' output requires grad and every frozen layer below the first tuned one builds a graph, stores
     checkpoints and runs a backward pass for nothing. At `on_train_begin` (after checkpointing is enabled) this
-    removes those hooks and turns checkpointing off for the modules below the cut, which no longer need it.
+    removes those hooks and turns checkpointing off for the modules below the cut, which no longer need it. The cut
+    is in place while training runs (`on_train_begin` .. `on_train_end`), not after.
     """
 
     def __init__(self, model, position: int):
         self.position = position
         self.layers = model.model.language_model.layers
-        self.handle = self.layers[position].register_forward_pre_hook(_cut_input, with_kwargs=True)
+        self.handle = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.handle is None:
+            self.handle = self.layers[self.position].register_forward_pre_hook(_cut_input, with_kwargs=True)
         # `model` is the trainer's unwrapped model (also under DDP / DeepSpeed).
         if model is None:
             return
@@ -260,6 +266,11 @@ class StopBackwardBelow(TrainerCallback):
             for sub in module.modules():
                 if getattr(sub, "gradient_checkpointing", False):
                     sub.gradient_checkpointing = False
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
 
 
 def resolve_checkpointing_kwargs(requested: dict | None, zero3: bool) -> dict:

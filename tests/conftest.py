@@ -28,6 +28,23 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def synthetic_json(tmp_path_factory):
+    """24 synthetic VQA records (seed 1): the fine-tune's training data in the trainer tests."""
+    from interlace_hf.synthetic import make_synthetic
+
+    return make_synthetic(tmp_path_factory.mktemp("syn") / "data", num=24, seed=1)
+
+
+@pytest.fixture(scope="session")
+def dataset(synthetic_json):
+    """`synthetic_json` as the training `datasets.Dataset` (images + messages) that TRL's collator takes."""
+    from interlace_hf.args import TrainArgs
+    from interlace_hf.train import build_train_dataset
+
+    return build_train_dataset(TrainArgs(model="x", dataset=str(synthetic_json)))[0]
+
+
+@pytest.fixture(scope="session")
 def tiny_processor(tiny_model_dir):
     return load_processor(tiny_model_dir)
 

@@ -17,14 +17,12 @@ from safetensors import safe_open
 from transformers import AutoModelForImageTextToText
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-from interlace_hf.args import TrainArgs
 from interlace_hf.cli import main
 from interlace_hf.hub import PROCESSOR_FILE_PATTERNS
 from interlace_hf.plan import Plan
 from interlace_hf.processing import load_processor
 from interlace_hf.surgery import prune_model
-from interlace_hf.synthetic import make_synthetic
-from interlace_hf.train import build_train_dataset, drop_long_samples, parse_train_args, sample_lengths
+from interlace_hf.train import drop_long_samples, parse_train_args, sample_lengths
 from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,16 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 PLAN = Plan(12, dropped_layers=(2, 5, 10), tuned_layers=(4, 9), anchor_layers=(6, 11), strategy="interlace")
 TOKEN = "hf_alice_write"
 REAL_TEMPLATE = (Path(trl.__file__).parent / "chat_templates" / "qwen3_vl.jinja").read_text()
-
-
-@pytest.fixture(scope="module")
-def synthetic_json(tmp_path_factory):
-    return make_synthetic(tmp_path_factory.mktemp("syn") / "data", num=24, seed=1)
-
-
-@pytest.fixture(scope="module")
-def dataset(synthetic_json):
-    return build_train_dataset(TrainArgs(model="x", dataset=str(synthetic_json)))[0]
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +208,10 @@ def test_output_dir_rules(tiny_model_dir, synthetic_json, tmp_path, capsys):
     assert yaml.safe_load((out / "interlace_recipe.yaml").read_text())["learning_rate"] == 3e-4
     assert train_cli(tiny_model_dir, synthetic_json, foreign, "--overwrite") == 0
     assert not (foreign / "modeling_old.py").exists() and (foreign / "interlace_train.json").is_file()
+    # --overwrite never deletes what the run reads: here the model to train is the output directory itself.
+    assert main(["train", "--model", str(foreign), "--dataset", str(synthetic_json), "--output_dir", str(foreign),
+                 "--overwrite"]) == 2
+    assert "--overwrite would delete --model" in capsys.readouterr().err and (foreign / "config.json").is_file()
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, synthetic_json, tmp_path, capsys):
@@ -296,3 +288,33 @@ def test_two_processes_bf16_end_with_identical_weights(tiny_model_dir, synthetic
         else:
             assert torch.equal(param, ref), name
     assert changed > 0
+
+
+def test_the_8b_recipes_say_what_the_paper_ran():
+    """The default 8B recipes freeze lm_head (as the paper says); the paper-faithful one trains it (as its code did)."""
+    default = parse_train_args(["--config", str(REPO / "recipes/qwen3-vl-8b-interlace-25pc.yaml")])
+    faithful = parse_train_args(["--config", str(REPO / "recipes/qwen3-vl-8b-interlace-25pc-paper-faithful.yaml")])
+    assert not default[1].tune_lm_head and faithful[1].tune_lm_head
+    assert faithful[1].output_dir != default[1].output_dir and faithful[1].max_length == default[1].max_length == 8192
+    for name in ("10pc", "15pc", "20pc", "25pc"):
+        text = (REPO / f"recipes/qwen3-vl-8b-interlace-{name}.yaml").read_text()
+        assert "TRAINED it" in text and "tune_lm_head: false" in text, name
+
+
+def test_bf16_with_the_merger_and_lm_head_trained(tiny_model_dir, real_template_processor, dataset, tmp_path):
+    """The optional extras in bf16 storage: the merger and lm_head get fp32 masters too (TRL's fused head reads
+    lm_head.weight directly), the backward pass goes down to the merger, and everything else stays bit-identical."""
+    model = pruned(tiny_model_dir, torch.bfloat16)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = InterlaceSFTTrainer(model, PLAN, args=config(tmp_path, tune_merger=True, tune_lm_head=True),
+                                  train_dataset=dataset, processing_class=real_template_processor)
+    trainer.train()
+    extras = ("model.visual.merger.", "lm_head.")
+    for name, param in model.named_parameters():
+        if name.startswith(tuned_prefixes() + extras):
+            assert param.dtype == torch.float32, name
+            if name.startswith(extras) and name.endswith("weight") and param.dim() == 2:
+                moved = (param.detach() != before[name].float()).float().mean().item()
+                assert moved > 0.9, f"{name}: {moved:.1%} moved"
+        else:
+            assert param.dtype == torch.bfloat16 and torch.equal(param, before[name]), name

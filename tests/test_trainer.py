@@ -18,21 +18,11 @@ from interlace_hf.cli import main
 from interlace_hf.plan import Plan
 from interlace_hf.surgery import prune_model
 from interlace_hf.synthetic import make_synthetic
-from interlace_hf.train import build_train_dataset, parse_train_args, run_training
+from interlace_hf.train import parse_train_args, run_training
 from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer, freeze_for_plan
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = Plan(12, dropped_layers=(2, 5, 10), tuned_layers=(1, 4, 9), anchor_layers=(3, 6, 11), strategy="interlace")
-
-
-@pytest.fixture(scope="module")
-def synthetic_json(tmp_path_factory):
-    return make_synthetic(tmp_path_factory.mktemp("syn") / "data", num=24, seed=1)
-
-
-@pytest.fixture(scope="module")
-def dataset(synthetic_json):
-    return build_train_dataset(TrainArgs(model="x", dataset=str(synthetic_json)))[0]
 
 
 def pruned(tiny_model_dir, plan=PLAN):
