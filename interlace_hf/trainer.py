@@ -350,7 +350,8 @@ class InterlaceSFTTrainer(SFTTrainer):
             "checkpointing %s; master weights %s",
             f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1), list(plan.tuned_layers),
             " + merger" if args.tune_merger else "", " + lm_head" if args.tune_lm_head else "",
-            f"original layer {min(plan.tuned_layers)}" if cut is not None else "the inputs (the merger trains)",
+            f"original layer {min(plan.tuned_layers)}" if cut is not None else
+            ("the inputs (the merger trains)" if args.tune_merger else "the inputs (no decoder layer trains)"),
             self.args.activation_checkpointing_kwargs if self.args.activation_checkpointing else "off",
             "fp32 (upcast from " + ", ".join(sorted({str(d).removeprefix("torch.") for d in self._upcast.values()})) + ")"
             if self._upcast else ("kept by DeepSpeed" if self.is_deepspeed_enabled else "as loaded (fp32)"),
