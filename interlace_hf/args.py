@@ -166,6 +166,9 @@ class PublishArgs:
             raise ValueError(f"{', '.join(missing)} required: e.g. --model M --similarities DIR --namespace ORG.")
         if not self.ratios or any(not 0 < r < 1 for r in self.ratios):
             raise ValueError(f"--ratios must be drop ratios in (0, 1), e.g. 0.10 0.25; got {self.ratios}.")
+        repeated = sorted({r for r in self.ratios if self.ratios.count(r) > 1})
+        if repeated:
+            raise ValueError(f"--ratios lists {repeated} more than once; list each ratio once (one repo each).")
         try:
             self.name_template.format(base="b", pc=10, ratio=0.1, strategy="s")
         except (KeyError, IndexError, ValueError) as err:

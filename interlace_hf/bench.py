@@ -481,7 +481,7 @@ def _timed_prefill(model, inputs: dict, device) -> float:
 
 
 def measure_models(models: list[tuple[str, Any]], inputs: dict, tokenizer, *, new_tokens: int, repeats: int,
-                   warmup: int, device, memory: bool = True) -> list[dict]:
+                   warmup: int, device, memory: bool = True, progress: bool = True) -> list[dict]:
     """TTFT, decode speed and (with `memory`) peak memory of each `(name, model)`, in interleaved rounds.
 
     Returns one dict per model: `ttft_ms`, `prefill_ms`, `decode_tokens_per_s` (each `{"median", "samples"}`) and,
@@ -497,7 +497,11 @@ def measure_models(models: list[tuple[str, Any]], inputs: dict, tokenizer, *, ne
     ttft = {name: [] for name, _ in models}
     prefill = {name: [] for name, _ in models}
     decode = {name: [] for name, _ in models}
-    for round_index in range(warmup + repeats):
+    from tqdm.auto import tqdm
+
+    rounds = tqdm(range(warmup + repeats), desc=f"bench: {len(models)} model(s), {warmup} warm-up + {repeats} rounds",
+                  unit="round", disable=not progress)
+    for round_index in rounds:
         # The order turns by one each round, so no model always runs first or right after the same other model.
         shift = round_index % len(models)
         for name, model in models[shift:] + models[:shift]:
@@ -705,6 +709,12 @@ def run_bench(
         if len(set(models)) != len(models):
             raise ValueError(f"the models to benchmark repeat: {models}; list each once.")
         checkpoint_configs = _check_checkpoints(models, write_model_results)
+        depths = [int(c["text_config"]["num_hidden_layers"]) for c in checkpoint_configs]
+        deeper = [f"{m} ({d} layers)" for m, d in zip(models[1:], depths[1:]) if d > depths[0]]
+        if deeper:
+            logger.warning("speed-ups are measured against the FIRST model, %s (%d layers), and %s %s more layers: "
+                           "a deeper model will show as slower than this 'base'. List the dense base first.",
+                           models[0], depths[0], ", ".join(deeper), "has" if len(deeper) == 1 else "have")
         if compare_stock and (checkpoint_configs[0].get("model_type") != "qwen3_vl"
                               or "interlace" in checkpoint_configs[0]):
             raise ValueError(f"--compare-stock builds random models from the first model's config, which must be a "
@@ -815,6 +825,8 @@ def _check_checkpoints(models: list[str], write_model_results: bool) -> list[dic
 
 def write_bench_results(model_dir: str | os.PathLike, base_row: dict, row: dict, results: dict) -> Path:
     """Write a pruned checkpoint's `bench_results.json`: what its model card shows (`card.py`), plus the details."""
+    from .card import speedup_claim
+
     record = {
         "base_ttft_ms": base_row["ttft_ms"]["median"],
         "ttft_ms": row["ttft_ms"]["median"],
@@ -825,6 +837,10 @@ def write_bench_results(model_dir: str | os.PathLike, base_row: dict, row: dict,
         "command": results["command"],
         "base_model": base_row["source"],
         "ideal_speedup": row["ideal_speedup"],
+        "base_ttft_samples": base_row["ttft_ms"]["samples"],
+        "ttft_samples": row["ttft_ms"]["samples"],
+        "speedup_claim": speedup_claim(base_row["ttft_ms"]["samples"], row["ttft_ms"]["samples"],
+                                       row["ideal_speedup"]),
         "base_decode_tokens_per_s": base_row["decode_tokens_per_s"]["median"],
         "decode_tokens_per_s": row["decode_tokens_per_s"]["median"],
         "decode_speedup": row["speedup"]["decode"],
@@ -855,15 +871,28 @@ def _fmt_params(n: int) -> str:
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
+def _ttft_speedup_cell(base_samples: list, row: dict) -> str:
+    """The TTFT speed-up with its range over the rounds, or `noisy` when it may not be quoted (`card.speedup_claim`)."""
+    from .card import speedup_claim
+
+    claim = speedup_claim(base_samples, row["ttft_ms"]["samples"])
+    if claim["median"] is None:
+        return "-"
+    if not claim["quotable"]:
+        return f"{claim['median']:.2f}x noisy"
+    return f"{claim['median']:.2f}x ({claim['low']:.2f}-{claim['high']:.2f})"
+
+
 def format_bench_table(results: dict) -> str:
     """The results as a text table: medians, and each model's speed-up against the first (measured and ideal)."""
     header = ("model", "layers", "params", "TTFT ms", "speed-up", "prefill ms", "speed-up", "ideal", "decode tok/s",
               "speed-up", "peak mem")
     rows = [header]
+    base_ttft = results["models"][0]["ttft_ms"]["samples"]
     for row in results["models"]:
         rows.append((
             row["name"], str(row["layers"]), _fmt_params(row["parameters"]),
-            f"{row['ttft_ms']['median']:.1f}", f"{row['speedup']['ttft']:.2f}x",
+            f"{row['ttft_ms']['median']:.1f}", _ttft_speedup_cell(base_ttft, row),
             f"{row['prefill_ms']['median']:.1f}", f"{row['speedup']['prefill']:.2f}x", f"{row['ideal_speedup']:.2f}x",
             _fmt(row["decode_tokens_per_s"]["median"], "{:.1f}"), _fmt(row["speedup"]["decode"], "{:.2f}x"),
             _fmt_bytes(row.get("peak_memory_bytes")),
@@ -877,6 +906,9 @@ def format_bench_table(results: dict) -> str:
     lines.append(f"{results['device']}, {results['dtype']}; prompt: {prompt['image_size']}px image "
                  f"({prompt['image_tokens']} tokens) + {prompt['text_tokens']} text tokens; {settings['new_tokens']} "
                  f"new tokens; medians of {settings['repeats']} interleaved rounds after {settings['warmup']} warm-up")
+    if any("noisy" in _ttft_speedup_cell(results["models"][0]["ttft_ms"]["samples"], row) for row in results["models"]):
+        lines.append("noisy: fewer than 3 rounds, or a model's TTFT varied more than 1.25x between rounds; such a "
+                     "speed-up is not a measurement to quote (rerun with more --repeats / --warmup on an idle machine)")
     stock = results.get("stock_vs_interlace")
     if stock:
         for variant in stock["variants"]:

@@ -50,6 +50,51 @@ class CardContext:
     eval: dict | None = None  # {"relative": 0.93, "tasks": {name: {"base": x, "pruned": y, "metric": m}}, "date"}
     versions: dict[str, str] = field(default_factory=lambda: {"interlace-hf": __version__})
     extra_tags: list[str] = field(default_factory=list)
+    inexact_reason: str | None = None  # a `standard` checkpoint written with --force: not the pruned model
+
+
+# A measured speed-up is quoted only when each model's samples stay within this max/min ratio, over at least
+# `MIN_ROUNDS` interleaved rounds; otherwise a report says the measurement was too noisy to quote.
+STABLE_SPREAD = 1.25
+MIN_ROUNDS = 3
+
+
+def speedup_claim(base_samples, samples, ideal: float | None = None) -> dict:
+    """What may be said of a measured speed-up (pure).
+
+    Args:
+        base_samples, samples: per-round times (lower is faster) of the base and the pruned model, measured in the
+            same interleaved rounds (sample i of each comes from round i).
+        ideal: the FLOP-ideal speed-up, quoted beside the measurement.
+
+    Returns:
+        `{"quotable", "median", "low", "high", "rounds", "ideal", "reason", "text"}`: the median and range of the
+        per-round ratios base / pruned; `quotable` only with at least `MIN_ROUNDS` rounds whose samples each stay
+        within `STABLE_SPREAD` (max / min); `text` is the phrase a card or report shows.
+    """
+    import statistics
+
+    pairs = [(b, m) for b, m in zip(base_samples or [], samples or []) if b and m and b > 0 and m > 0]
+    ratios = [b / m for b, m in pairs]
+    claim = {"quotable": False, "median": None, "low": None, "high": None, "rounds": len(ratios), "ideal": ideal,
+             "reason": None}
+    ideal_text = f"FLOP ideal {ideal:.2f}x" if ideal else "no FLOP ideal"
+    if ratios:
+        claim.update(median=statistics.median(ratios), low=min(ratios), high=max(ratios))
+    spreads = [max(x) / min(x) for x in (list(zip(*pairs))[0], list(zip(*pairs))[1])] if pairs else []
+    if len(ratios) < MIN_ROUNDS:
+        claim["reason"] = f"{len(ratios)} round(s) measured, fewer than {MIN_ROUNDS}: no spread to judge it by"
+    elif max(spreads) > STABLE_SPREAD:
+        claim["reason"] = (f"the samples varied {max(spreads):.2f}x between rounds (more than {STABLE_SPREAD}x): "
+                           "the machine was busy or not warm")
+    else:
+        claim["quotable"] = True
+    if claim["quotable"]:
+        claim["text"] = (f"{claim['median']:.2f}x faster (range {claim['low']:.2f}-{claim['high']:.2f}x over "
+                         f"{len(ratios)} rounds; {ideal_text})")
+    else:
+        claim["text"] = f"speed-up not quoted: {claim['reason']} ({ideal_text})"
+    return claim
 
 
 def _is_hub_id(name: str) -> bool:
@@ -139,8 +184,10 @@ def render_model_card(ctx: CardContext) -> str:
     bench = None
     if ctx.bench:
         b = ctx.bench
+        claim = speedup_claim(b.get("base_ttft_samples"), b.get("ttft_samples"), b.get("ideal_speedup"))
         bench = {"base_ttft": f"{b['base_ttft_ms']:.1f} ms", "ttft": f"{b['ttft_ms']:.1f} ms",
-                 "speedup": f"{b['speedup']:.2f}", "device": b.get("device", "?"), "dtype": b.get("dtype", "?"),
+                 "claim": f"**{claim['text']}**" if claim["quotable"] else claim["text"],
+                 "device": b.get("device", "?"), "dtype": b.get("dtype", "?"),
                  "date": b.get("date", "?"), "command": b.get("command")}
     evaluation = None
     if ctx.eval:
@@ -166,6 +213,7 @@ def render_model_card(ctx: CardContext) -> str:
         layer_rows=_layer_rows(ctx),
         usage=_usage(ctx),
         format=ctx.checkpoint_format,
+        inexact_reason=ctx.inexact_reason,
         deepstack_dropped=[i for i in ctx.plan.dropped_layers if i < 3],
         recipe=ctx.recipe.strip() if ctx.recipe else None,
         plan_json=ctx.plan.to_json().strip(),
@@ -256,6 +304,7 @@ def card_context_from_checkpoint(directory: str | Path, *, model_name: str | Non
         eval=_read_json(directory / EVAL_FILE),
         versions=versions,
         extra_tags=list(extra_tags or []),
+        inexact_reason=block.get("inexact_reason") if block.get("exact") is False else None,
     )
 
 

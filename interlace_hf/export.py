@@ -58,6 +58,14 @@ def choose_format(requested: str, kept_layers, num_features: int, force: bool = 
     return requested
 
 
+def inexact_reason(kept_layers, num_features: int) -> str:
+    """Why a `standard` checkpoint of these kept layers is not the pruned model (pure)."""
+    dropped = [i for i in range(num_features) if i not in kept_layers]
+    return (f"the plan drops layer(s) {dropped}, after which the dense model adds deepstack visual features; a stock "
+            f"qwen3_vl adds them after the first {num_features} layers of the pruned stack instead, so this "
+            "checkpoint's outputs differ from the pruned model's (use the interlace format for the exact model)")
+
+
 def standard_config_dict(config: dict) -> dict:
     """The stock `qwen3_vl` config.json of an Interlace config.json (pure: dict in, dict out)."""
     config = json.loads(json.dumps(config))
@@ -119,9 +127,18 @@ def save_pruned(
             f"the model holds original layers {kept} but the plan keeps {list(plan.kept_layers)}; "
             "save the plan that was applied with prune_model."
         )
-    chosen = choose_format(format, kept, num_deepstack_features(model.config), force=force)
+    features = num_deepstack_features(model.config)
+    chosen = choose_format(format, kept, features, force=force)
+    block = {**(model.config.interlace or {}), "format": chosen}
+    block.pop("inexact_reason", None)
+    if chosen == "standard" and not standard_format_is_exact(kept, features):
+        block["exact"] = False
+        block["inexact_reason"] = inexact_reason(kept, features)
+        logger.warning("writing an INEXACT standard checkpoint (--force): %s", block["inexact_reason"])
+    else:
+        block["exact"] = True
     with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
-        model.config.interlace = {**(model.config.interlace or {}), "format": chosen}
+        model.config.interlace = block
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
         if chosen == "standard":
             config_file = tmp / "config.json"

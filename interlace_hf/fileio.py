@@ -30,6 +30,8 @@ def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, fl
     The staging directory is on the same filesystem (the rename is atomic) and made with a plain `mkdir`, not
     `tempfile.mkdtemp`, whose 0o700 mode would stay on the published directory. On an exception it is removed.
     An existing `output_dir` (with `overwrite`) is moved aside first, so the path always holds a complete result.
+    Without `overwrite`, a non-empty `output_dir` that appeared while the block ran (a second run into the same new
+    path) is refused at the rename, and this run's result is discarded: the first to finish keeps the path.
     """
     output_dir = check_output_dir(output_dir, overwrite, flag)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +45,14 @@ def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, fl
         raise
     retired = None
     if output_dir.exists():
+        if not overwrite and (not output_dir.is_dir() or any(output_dir.iterdir())):
+            # It appeared while this ran (another run into the same new path): keep theirs, never replace silently.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ValueError(
+                f"{flag} {str(output_dir)!r} appeared while this run was writing (another run into the same path?); "
+                "it was left as it is and nothing of this run was kept: choose a new directory, or pass --overwrite "
+                "to replace it."
+            )
         retired = output_dir.parent / f".{output_dir.name}.old-{tag}"
         os.replace(output_dir, retired)
     os.replace(staging, output_dir)

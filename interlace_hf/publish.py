@@ -211,6 +211,16 @@ def run_publish(args: PublishArgs) -> dict:
     if tables.num_layers != depth:
         raise ValueError(f"the similarities describe a {tables.num_layers}-layer model, {args.model!r} has {depth}.")
     base_name = Path(args.model.rstrip("/")).name
+    from .selection import num_to_drop
+
+    by_count: dict[int, list[float]] = {}
+    for ratio in args.ratios:
+        by_count.setdefault(num_to_drop(depth, drop_ratio=ratio), []).append(ratio)
+    same = {n: r for n, r in by_count.items() if len(r) > 1}
+    if same:
+        details = "; ".join(f"{', '.join(f'{x:g}' for x in r)} all drop {n} of {depth} layers" for n, r in same.items())
+        raise ValueError(f"--ratios {details}: they would publish identical models under different names. Keep one "
+                         "ratio per number of dropped layers.")
     variants = []
     for ratio in args.ratios:
         plan = select_layers(tables, args.strategy, drop_ratio=ratio)

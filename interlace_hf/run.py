@@ -237,8 +237,13 @@ class Pipeline:
         bench = _read(final / "bench_results.json")
         if evaluation:
             report["relative_performance"] = evaluation.get("relative")
+        claim = None
         if bench:
-            report["ttft_speedup"] = bench.get("speedup")
+            from .card import speedup_claim
+
+            claim = speedup_claim(bench.get("base_ttft_samples"), bench.get("ttft_samples"), bench.get("ideal_speedup"))
+            report["ttft_speedup"] = claim["median"] if claim["quotable"] else None
+            report["ttft_speedup_claim"] = claim
         (self.out / "run_report.json").write_text(json.dumps(report, indent=2))
         lines = [
             "",
@@ -251,8 +256,8 @@ class Pipeline:
         elif evaluation is not None:
             lines.append("  relative performance: n/a (the base model scores 0 on every task: nothing to keep; a "
                          "randomly initialised model answers nothing)")
-        if report.get("ttft_speedup") is not None:
-            lines.append(f"  TTFT speed-up:        {report['ttft_speedup']:.2f}x ({bench.get('device')})")
+        if claim is not None:
+            lines.append(f"  TTFT:                 {claim['text']} ({bench.get('device')})")
         lines += [f"  checkpoint:           {final}", f"  model card:           {final / 'README.md'}",
                   f"  report:               {self.out / 'run_report.json'}"]
         print("\n".join(lines))

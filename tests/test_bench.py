@@ -79,16 +79,24 @@ def test_bench_checkpoints_json_and_model_card(tiny_model_dir, pruned_dir, tmp_p
     from interlace_hf.card import card_context_from_checkpoint, render_model_card
 
     card = render_model_card(card_context_from_checkpoint(pruned_dir))
-    assert "faster" in card and f"{record['ttft_ms']:.1f} ms" in card
+    assert record["ttft_samples"] == pruned["ttft_ms"]["samples"] and record["speedup_claim"]["rounds"] == 2
+    assert not record["speedup_claim"]["quotable"]  # two rounds: no speed-up is quoted, the card says why
+    assert "speed-up not quoted: 2 round(s) measured" in card and f"{record['ttft_ms']:.1f} ms" in card
+    assert "faster" not in card
     table = format_bench_table(results)
     assert "TTFT ms" in table and "ideal" in table and str(pruned_dir) in table
 
 
-def test_bench_writes_no_model_results_unless_asked(tiny_model_dir, pruned_dir):
+def test_bench_writes_no_model_results_unless_asked(tiny_model_dir, pruned_dir, caplog):
     (pruned_dir / BENCH_FILE).unlink(missing_ok=True)
     results = run_bench([str(tiny_model_dir), str(pruned_dir)], image_size=64, prompt_tokens=8, new_tokens=2,
                         repeats=1, warmup=0)
     assert results["model_results_written"] == [] and not (pruned_dir / BENCH_FILE).exists()
+    assert "List the dense base first" not in caplog.text
+    # The pruned model first: the dense one would show as "slower than base". Said, not silent.
+    run_bench([str(pruned_dir), str(tiny_model_dir)], image_size=64, prompt_tokens=8, new_tokens=2, repeats=1,
+              warmup=0)
+    assert f"{tiny_model_dir} (12 layers) has more layers" in caplog.text and "List the dense base first" in caplog.text
 
 
 # --- random weights ---------------------------------------------------------------------------------------------------
@@ -320,3 +328,20 @@ def test_training_step_flops(tiny_config_json):
     assert ours["total"] - few_head["total"] == 2 * (head - 2 * one["lm_head"])
     with pytest.raises(ValueError, match="must be positions 0..7"):
         training_step_flops(config, tuned_positions=[8], num_text_tokens=40, image_size=64)
+
+
+def test_speedup_claims_need_stable_samples():
+    """A speed-up is quoted only with its range and the FLOP ideal, and only when the rounds agree."""
+    from interlace_hf.card import speedup_claim
+
+    stable = speedup_claim([100, 102, 101, 99], [80, 81, 79, 80], ideal=1.31)
+    assert stable["quotable"] and stable["rounds"] == 4
+    assert stable["median"] == pytest.approx(statistics.median([100 / 80, 102 / 81, 101 / 79, 99 / 80]))
+    assert stable["text"].startswith(f"{stable['median']:.2f}x faster (range {stable['low']:.2f}-")
+    assert "over 4 rounds; FLOP ideal 1.31x" in stable["text"]
+    # The demo's case: base samples 2175 / 228 / 2175 ms made a "2.51x faster" card.
+    noisy = speedup_claim([2175, 228, 2175], [870, 860, 866], ideal=1.27)
+    assert not noisy["quotable"] and "varied 9.54x between rounds" in noisy["text"] and "FLOP ideal 1.27x" in noisy["text"]
+    few = speedup_claim([100, 100], [80, 80])
+    assert not few["quotable"] and "2 round(s) measured, fewer than 3" in few["text"]
+    assert speedup_claim(None, None)["median"] is None

@@ -66,6 +66,32 @@ def test_standard_is_refused_when_not_exact_unless_forced(tiny_model_dir, tmp_pa
     forced = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).eval()
     assert type(forced).__name__ == "Qwen3VLForConditionalGeneration"
     assert not torch.allclose(logits(forced, image_batch), logits(model, image_batch), atol=1e-4)
+    # The inexact checkpoint says so, in config.json and at the top of its card.
+    block = json.loads((out / "config.json").read_text())["interlace"]
+    assert block["exact"] is False and "drops layer(s) [2]" in block["inexact_reason"]
+    card = (out / "README.md").read_text()
+    assert "**Warning: not exact.**" in card and "drops layer(s) [2]" in card
+    exact = save_pruned(*pruned_tiny(tiny_model_dir, (4, 6)), tmp_path / "std-exact", format="standard")
+    assert json.loads((exact / "config.json").read_text())["interlace"]["exact"] is True
+    assert "not exact" not in (exact / "README.md").read_text()
+
+
+def test_a_second_run_into_the_same_new_directory_is_refused(tmp_path):
+    """Two runs into one new path: the first to finish keeps it; the second is refused at the rename, not silently
+    swapped in, and leaves no staging directory behind."""
+    from interlace_hf.fileio import atomic_output_dir
+
+    target = tmp_path / "out"
+    with pytest.raises(ValueError, match="appeared while this run was writing"):
+        with atomic_output_dir(target) as staging:
+            (staging / "mine.txt").write_text("second run")
+            target.mkdir()
+            (target / "theirs.txt").write_text("first run")  # the other run finished meanwhile
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with atomic_output_dir(target, overwrite=True) as staging:
+        (staging / "mine.txt").write_text("replaced on purpose")
+    assert [p.name for p in target.iterdir()] == ["mine.txt"]
 
 
 def test_format_helpers():

@@ -143,6 +143,19 @@ def test_publish_a_family_into_a_collection(hub, tiny_model_dir, similarity_dir,
     assert main(argv[:-2] + ["--dry-run"]) == 0  # no token needed for a dry run
 
 
+def test_publish_refuses_ratios_that_make_the_same_model(tiny_model_dir, similarity_dir, tmp_path, capsys):
+    """On 12 layers, 10% and 15% both drop one layer: publishing both would push one model under two names."""
+    base = ["publish", "--model", str(tiny_model_dir), "--similarities", str(similarity_dir), "--namespace", "alice",
+            "--work-dir", str(tmp_path / "work"), "--dry-run", "--ratios"]
+    assert main(base + ["0.10", "0.15", "0.25"]) == 2
+    err = capsys.readouterr().err
+    assert "--ratios 0.1, 0.15 all drop 1 of 12 layers" in err and "Keep one ratio per number" in err
+    assert main(base + ["0.25", "0.25"]) == 2
+    assert "--ratios lists [0.25] more than once" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
+    assert main(base + ["0.10", "0.25"]) == 0
+
+
 def test_card_metadata_parses_and_the_tiny_card_matches_its_snapshot():
     from pathlib import Path
 
@@ -155,7 +168,8 @@ def test_card_metadata_parses_and_the_tiny_card_matches_its_snapshot():
                                         3: [0.6 + 0.01 * i for i in range(10)]},
                       profile_image="similarity_profile.png", recipe="model: m\nlearning_rate: 1e-5\n",
                       bench={"base_ttft_ms": 20.0, "ttft_ms": 16.0, "speedup": 1.25, "device": "CPU (2 cores)",
-                             "dtype": "float32", "date": "2026-11-21"},
+                             "dtype": "float32", "date": "2026-11-21", "ideal_speedup": 1.31,
+                             "base_ttft_samples": [20.0, 20.4, 19.8], "ttft_samples": [16.0, 16.2, 15.9]},
                       eval={"relative": 0.9, "date": "2026-11-21",
                             "tasks": {"synthetic": {"base": 0.5, "pruned": 0.45, "metric": "exact_match"}}},
                       versions={"interlace-hf": "0.1.0", "transformers": "5.23.0"})
@@ -165,7 +179,8 @@ def test_card_metadata_parses_and_the_tiny_card_matches_its_snapshot():
     assert card.data.license == "apache-2.0" and card.data.pipeline_tag == "image-text-to-text"
     assert card.data.library_name == "transformers" and "interlace" in card.data.tags
     assert card.data.eval_results[0].metric_value == 0.45
-    assert "1.25x faster" in text and "90.0%" in text and "trust_remote_code=True" in text
+    assert "**1.25x faster (range 1.25-1.26x over 3 rounds; FLOP ideal 1.31x)**" in text
+    assert "90.0%" in text and "trust_remote_code=True" in text
     snapshot = Path(__file__).resolve().parents[1] / "model_cards" / "example-tiny-interlace-25pc.md"
     if os.environ.get("INTERLACE_HF_UPDATE_SNAPSHOTS"):
         snapshot.write_text(text)
