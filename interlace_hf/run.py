@@ -2,8 +2,10 @@
 
     data -> similarity -> plan -> prune -> fine-tune -> eval -> bench -> card -> (push)
 
-Each stage writes its outputs under `output_dir` and is skipped when they are already there, so a rerun after an
-interruption continues where it stopped (the fine-tune itself resumes from its last checkpoint). The recipe's
+Each stage writes its outputs under `output_dir` and records the settings it ran with (its own recipe keys and every
+upstream stage's) in `run_state.json`. A rerun skips a stage whose outputs are there and whose settings are the same,
+so it continues where an interruption stopped (the fine-tune itself resumes from its last checkpoint); a stage whose
+settings changed runs again, and so does everything after it, and the run says which keys changed. The recipe's
 top-level keys are the fields of `RunArgs`; its `train:` section holds `interlace-hf train` keys (the same schema
 as a training recipe; model, dataset and output directory are filled in by the run).
 """
@@ -20,6 +22,18 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 STAGES = ("base", "data", "similarity", "plan", "prune", "train", "eval", "bench", "card", "push")
+STATE_FILE = "run_state.json"
+# The recipe keys each stage depends on directly (a stage's settings also hold every upstream stage's).
+STAGE_KEYS = {
+    "base": ("model", "seed"),
+    "data": ("data", "synthetic_num", "eval_data"),
+    "similarity": ("pack_sizes", "sample_fraction"),
+    "plan": ("strategy", "drop_ratio"),
+    "prune": ("format",),
+    "train": ("train",),
+    "eval": ("eval_tasks", "eval_limit"),
+    "bench": ("bench_image_size", "bench_repeats"),
+}
 
 
 @dataclass(kw_only=True)
@@ -89,6 +103,7 @@ class Pipeline:
         self.out = Path(args.output_dir)
         self.recipe_text = recipe_text
         self.report: dict = {"stages": {}}
+        self.state: dict = {}
 
     # paths
     @property
@@ -101,22 +116,74 @@ class Pipeline:
             return Path(self.args.eval_data)
         return self.out / "eval-data" / "synthetic.json"
 
-    def _stage(self, name: str, done: bool, run) -> None:
+    def _settings(self, name: str) -> dict:
+        """The settings stage `name` runs with: its own keys and every upstream stage's (pure, JSON-able)."""
+        keys = [k for stage in STAGES[: STAGES.index(name) + 1] for k in STAGE_KEYS.get(stage, ())]
+        if "train" in self.args.skip and STAGES.index(name) > STAGES.index("train"):
+            keys = [k for k in keys if k != "train"]  # a skipped fine-tune does not make eval / bench stale
+        return json.loads(json.dumps({k: getattr(self.args, k) for k in keys}, default=str))
+
+    def _load_state(self) -> dict:
+        path = self.out / STATE_FILE
+        try:
+            return json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError:
+            return {}
+
+    def _record(self, name: str, status: str) -> None:
+        from .fileio import write_json_atomic
+
+        self.state[name] = {"status": status, "settings": self._settings(name)}
+        write_json_atomic(self.out / STATE_FILE, self.state)
+
+    def _changed(self, name: str) -> list[str]:
+        """The keys whose values differ from the ones stage `name` last ran (or started) with."""
+        before = (self.state.get(name) or {}).get("settings")
+        if before is None:
+            return []
+        now = self._settings(name)
+        return sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+
+    def _stage(self, name: str, outputs_exist: bool, run, *, clear=None) -> None:
+        """Run stage `name` unless its outputs exist and were made with the same settings.
+
+        `clear` removes the stage's previous outputs when its settings changed (a stage that would otherwise resume).
+        """
         if name in self.args.skip:
             self.report["stages"][name] = "skipped (recipe)"
             return
-        if done:
+        record = self.state.get(name) or {}
+        changed = self._changed(name)
+        if outputs_exist and record.get("status") == "done" and not changed:
             print(f"[{name}] already done, skipping")
             self.report["stages"][name] = "already done"
             return
-        print(f"[{name}] running")
+        if changed:
+            before = record["settings"]
+            now = self._settings(name)
+            details = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+            print(f"[{name}] settings changed ({details}): running again")
+            if clear is not None:
+                clear()
+        elif outputs_exist and record.get("status") != "running":
+            print(f"[{name}] outputs from an earlier run with unrecorded settings: running again")
+            if clear is not None:
+                clear()
+        else:
+            print(f"[{name}] running")
+        self._record(name, "running")
         start = time.perf_counter()
         run()
+        self._record(name, "done")
         self.report["stages"][name] = f"done in {time.perf_counter() - start:.1f}s"
 
     def run(self) -> dict:
+        import shutil
+
         a, out = self.args, self.out
         out.mkdir(parents=True, exist_ok=True)
+        self._check_train_block()  # a typo under train: is found now, not after five stages
+        self.state = self._load_state()
         if self.recipe_text is not None:
             (out / "run_recipe.yaml").write_text(self.recipe_text)
         if a.model == "tiny":  # the embedded default, built here
@@ -132,7 +199,8 @@ class Pipeline:
         pruned = out / "pruned"
         self._stage("prune", (pruned / "plan.json").is_file(), lambda: self._prune(sim, pruned))
         final = out / "finetuned"
-        self._stage("train", (final / "interlace_train.json").is_file(), lambda: self._train(pruned, final))
+        self._stage("train", (final / "interlace_train.json").is_file(), lambda: self._train(pruned, final),
+                    clear=lambda: shutil.rmtree(final, ignore_errors=True))
         if "train" in a.skip or not (final / "config.json").is_file():
             final = pruned
         self._stage("eval", (out / "eval.json").is_file(), lambda: self._eval(final))
@@ -142,14 +210,31 @@ class Pipeline:
             self._stage("push", False, lambda: self._push(final))
         return self._final_report(final)
 
+    def _check_train_block(self) -> None:
+        """The `train:` keys are `interlace-hf train` arguments; the run sets model, dataset and output_dir itself."""
+        if "train" in self.args.skip:
+            return
+        from .args import TrainArgs
+        from .trainer import InterlaceSFTConfig
+
+        names = {f.name for cls in (TrainArgs, InterlaceSFTConfig) for f in dataclasses.fields(cls)}
+        unknown = sorted(set(self.args.train) - names)
+        if unknown:
+            raise ValueError(f"train: unknown keys {unknown}; they are the argument names of `interlace-hf train "
+                             "--help` (learning_rate, max_steps, ...).")
+        owned = sorted(set(self.args.train) & {"model", "dataset", "output_dir"})
+        if owned:
+            raise ValueError(f"train: {owned} are set by the run itself (the pruned model, the run's data, "
+                             f"{self.out / 'finetuned'}); remove them from the train: section.")
+
     # stages
     def _data(self) -> None:
         from .synthetic import make_synthetic
 
         a = self.args
-        if a.data == "synthetic" and not self.data_file.is_file():
+        if a.data == "synthetic":
             make_synthetic(self.out / "data", num=a.synthetic_num, seed=a.seed, overwrite=True)
-        if not a.eval_data and not self.eval_file.is_file():  # held out: another seed
+        if not a.eval_data:  # held out: another seed
             make_synthetic(self.out / "eval-data", num=max(16, a.synthetic_num // 4), seed=a.seed + 1, overwrite=True)
 
     def _similarity(self, sim: Path) -> None:

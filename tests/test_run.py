@@ -45,6 +45,39 @@ def test_run_tiny_end_to_end_then_resume(tmp_path, capsys):
     again = capsys.readouterr().out
     for stage in ("base", "data", "similarity", "plan", "prune", "train", "eval", "bench"):
         assert f"[{stage}] already done, skipping" in again, stage
+    # A changed setting re-runs its stage and everything after it, and says why; nothing stale is reported.
+    recipe["drop_ratio"] = 0.34
+    config.write_text(yaml.safe_dump(recipe))
+    assert main(["run", "--config", str(config)]) == 0
+    changed = capsys.readouterr().out
+    for stage in ("base", "data", "similarity"):
+        assert f"[{stage}] already done, skipping" in changed, stage
+    for stage in ("plan", "prune", "train", "eval", "bench"):
+        assert f"[{stage}] settings changed (drop_ratio: 0.25 -> 0.34): running again" in changed, stage
+    report = json.loads((out / "run_report.json").read_text())
+    assert report["layers_after"] == 8
+    from interlace_hf.plan import Plan
+
+    assert len(Plan.load(out / "finetuned").dropped_layers) == 4 == len(Plan.load(out / "pruned").dropped_layers)
+    assert yaml.safe_load((out / "run_recipe.yaml").read_text())["drop_ratio"] == 0.34
+    state = json.loads((out / "run_state.json").read_text())
+    assert state["train"]["status"] == "done" and state["train"]["settings"]["drop_ratio"] == 0.34
+
+
+def test_a_typo_in_the_train_block_is_found_before_any_stage(tmp_path, capsys):
+    recipe = yaml.safe_load(open("recipes/run/tiny.yaml"))
+    recipe.update(output_dir=str(tmp_path / "run"))
+    recipe["train"]["learnig_rate"] = 1e-4
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(recipe))
+    assert main(["run", "--config", str(config)]) == 2
+    assert "train: unknown keys ['learnig_rate']" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "base").exists()
+    del recipe["train"]["learnig_rate"]
+    recipe["train"]["output_dir"] = "elsewhere"
+    config.write_text(yaml.safe_dump(recipe))
+    assert main(["run", "--config", str(config)]) == 2
+    assert "train: ['output_dir'] are set by the run itself" in capsys.readouterr().err
 
 
 def test_run_recipe_errors(tmp_path):
