@@ -13,6 +13,7 @@ import logging
 from torch import nn
 
 from .modeling import (
+    AUTO_MAP_EXTRA,
     InterlaceQwen3VLConfig,
     InterlaceQwen3VLForConditionalGeneration,
     InterlaceQwen3VLModel,
@@ -179,6 +180,7 @@ def prune_model(model, plan: Plan, *, base_model: str | None = None, base_model_
     text["original_num_hidden_layers"] = plan.num_layers
     config_dict["text_config"] = text
     new_config = InterlaceQwen3VLConfig(**config_dict)
+    new_config.auto_map = dict(AUTO_MAP_EXTRA)
     new_config._name_or_path = old_config._name_or_path
     new_config._attn_implementation = old_config._attn_implementation
     if hasattr(old_config, "_commit_hash"):
@@ -199,10 +201,15 @@ def prune_model(model, plan: Plan, *, base_model: str | None = None, base_model_
     model.__class__ = InterlaceQwen3VLForConditionalGeneration
     model.model.__class__ = InterlaceQwen3VLModel
     text_model.__class__ = InterlaceQwen3VLTextModel
-    model.config = new_config
-    model.model.config = new_config
-    text_model.config = new_config.text_config
-    model.model.visual.config = new_config.vision_config
+    # Every module that held the old config (or one of its parts) holds the new one: the attention layers read
+    # `config._attn_implementation` at each call, so `set_attn_implementation` must reach them, and nothing may keep
+    # the old `num_hidden_layers`.
+    replacements = {id(old_config): new_config, id(old_config.text_config): new_config.text_config,
+                    id(old_config.vision_config): new_config.vision_config}
+    for module in model.modules():
+        held = getattr(module, "config", None)
+        if held is not None and id(held) in replacements:
+            module.config = replacements[id(held)]
     gc.collect()
     logger.info("pruned: %s", plan.describe())
     return model

@@ -139,11 +139,20 @@ with torch.no_grad():
     got = model(**batch).logits
 torch.testing.assert_close(got, torch.load({str(tmp_path / "expected.pt")!r}), rtol=0, atol=0)
 print("loaded", type(model).__name__, model.config.kept_layers)
+from transformers import AutoModel
+bare = AutoModel.from_pretrained({str(out)!r}, trust_remote_code=True, dtype=torch.float32).eval()
+with torch.no_grad():
+    hidden = bare(**batch).last_hidden_state
+torch.testing.assert_close(model.lm_head(hidden), got, rtol=0, atol=0)
+print("AutoModel", type(bare).__name__)
 """
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "loaded InterlaceQwen3VLForConditionalGeneration [1, 3, 4, 5, 6, 7, 9, 10, 11]" in result.stdout
+    assert "AutoModel InterlaceQwen3VLModel" in result.stdout
+    assert set(json.loads((out / "config.json").read_text())["auto_map"]) >= {
+        "AutoConfig", "AutoModel", "AutoModelForImageTextToText"}
     # The shipped code imports only torch and transformers (and its own config, relatively).
     for code_file in out.glob("*.py"):
         imports = [line for line in code_file.read_text().splitlines() if line.startswith(("import ", "from "))]

@@ -103,6 +103,30 @@ def test_surgery_renumbers_fixes_config_and_copies_nothing(tiny_model_dir):
     assert config.interlace["base_model_revision"] == "abc123"
     assert config.interlace["plan"]["tuned_layers"] == [2]
     assert pruned.model.language_model.config is config.text_config
+    # Every module that holds a config holds the new one (or its text / vision part): none keeps 12 layers.
+    allowed = {id(config), id(config.text_config), id(config.vision_config)}
+    holders = [(name, m) for name, m in pruned.named_modules() if getattr(m, "config", None) is not None]
+    assert any(name.endswith("self_attn") for name, _ in holders) and any("rotary" in name for name, _ in holders)
+    for name, module in holders:
+        assert id(module.config) in allowed, name
+    pruned.set_attn_implementation("eager")
+    assert {layer.self_attn.config._attn_implementation for layer in new_layers} == {"eager"}
+
+
+def test_interlace_classes_generate_and_pass_the_cache_through(dense, image_batch):
+    """GenerationMixin is a direct base (transformers checks `__bases__` for remote-code classes), and the text
+    model passes the KV cache on under the caller's name, without the deprecated `past_key_values` warning."""
+    import warnings
+
+    from transformers import GenerationMixin
+
+    from interlace_hf.modeling import InterlaceQwen3VLForConditionalGeneration
+
+    assert GenerationMixin in InterlaceQwen3VLForConditionalGeneration.__bases__
+    model = prune_model(copy.deepcopy(dense), Plan.from_dropped(12, (1, 5)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model.generate(**image_batch, max_new_tokens=3, do_sample=False)
 
 
 def test_pruning_a_pruned_model_composes(dense, image_batch):

@@ -17,6 +17,11 @@ from .modeling_interlace_qwen3_vl import (
 
 _REGISTERED = False
 
+# Written into the `auto_map` of every Interlace config, beside what `register_for_auto_class` adds on save
+# (AutoConfig, AutoModelForImageTextToText): `AutoModel.from_pretrained(dir, trust_remote_code=True)` gives the bare
+# model, as it does for a stock Qwen3-VL checkpoint.
+AUTO_MAP_EXTRA = {"AutoModel": f"{InterlaceQwen3VLModel.__module__.rsplit('.', 1)[-1]}.InterlaceQwen3VLModel"}
+
 
 def register_auto_classes() -> None:
     """Make AutoConfig / AutoModel / AutoModelForImageTextToText know the Interlace classes (idempotent).
@@ -42,6 +47,7 @@ def register_auto_classes() -> None:
 
 
 __all__ = [
+    "AUTO_MAP_EXTRA",
     "InterlaceQwen3VLConfig",
     "InterlaceQwen3VLForConditionalGeneration",
     "InterlaceQwen3VLModel",

@@ -10,6 +10,7 @@ Shipped next to the weights (remote code): imports only torch and transformers, 
 """
 
 from torch import nn
+from transformers import GenerationMixin
 from transformers.models.auto import AutoModel
 from transformers.models.qwen3_vl.modeling_qwen3_vl import (
     Qwen3VLForConditionalGeneration,
@@ -30,13 +31,14 @@ class InterlaceQwen3VLTextModel(Qwen3VLTextModel):
         input_ids=None,
         attention_mask=None,
         position_ids=None,
-        past_key_values=None,
         inputs_embeds=None,
         use_cache=None,
         visual_pos_masks=None,
         deepstack_visual_embeds=None,
         **kwargs,
     ):
+        # The KV cache (`cache` in transformers >= 5.24, `past_key_values` before) and everything else we do not touch
+        # pass through in **kwargs under whatever name the caller used.
         if deepstack_visual_embeds is not None:
             positions = self.config.deepstack_positions(len(deepstack_visual_embeds))
             if positions != list(range(len(deepstack_visual_embeds))):
@@ -58,7 +60,6 @@ class InterlaceQwen3VLTextModel(Qwen3VLTextModel):
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             visual_pos_masks=visual_pos_masks,
@@ -90,7 +91,9 @@ class InterlaceQwen3VLModel(Qwen3VLModel):
         self.post_init()
 
 
-class InterlaceQwen3VLForConditionalGeneration(Qwen3VLForConditionalGeneration):
+class InterlaceQwen3VLForConditionalGeneration(Qwen3VLForConditionalGeneration, GenerationMixin):
+    # GenerationMixin is also a direct base (it already is one of Qwen3VLForConditionalGeneration's): transformers
+    # checks `__bases__` for it to decide that a remote-code class can generate.
     config_class = InterlaceQwen3VLConfig
     config: InterlaceQwen3VLConfig
 
