@@ -176,13 +176,23 @@ class PublishArgs:
                              "{base}, {pc}, {ratio}, {strategy}.") from None
 
 
+# TRL's script-argument names (`trl.ScriptArguments`, `trl.ModelConfig`) -> ours, for `interlace-hf train` recipes.
+TRL_ALIASES = {"model_name_or_path": "model", "model_revision": "revision", "dataset_name": "dataset",
+               "dataset_config": "dataset_subset", "dataset_train_split": "dataset_split"}
+
+
 @dataclass(kw_only=True)
 class TrainArgs:
     """`interlace-hf train`: the model and data of the selective fine-tune (the trainer's own settings are the
-    fields of `InterlaceSFTConfig`, i.e. TRL's `SFTConfig` with the paper's defaults). The `seed` is the trainer's."""
+    fields of `InterlaceSFTConfig`, i.e. TRL's `SFTConfig` with the paper's defaults). The `seed` is the trainer's.
 
-    model: str = field(default="", metadata={"help": "a pruned checkpoint, or a base model with --plan / --strategy"})
-    revision: str | None = field(default=None, metadata={"help": "revision of the model on the Hub"})
+    TRL's names are accepted too, on the command line and in recipes: `model_name_or_path`, `model_revision`,
+    `dataset_name`, `dataset_config`, `dataset_train_split` (see `TRL_ALIASES`)."""
+
+    model: str = field(default="", metadata={"help": "a pruned checkpoint, or a base model with --plan / --strategy",
+                                             "aliases": ["--model_name_or_path"]})
+    revision: str | None = field(default=None, metadata={"help": "revision of the model on the Hub",
+                                                         "aliases": ["--model_revision"]})
     plan: str | None = field(default=None, metadata={"help": "plan.json (default: the pruned checkpoint's own)"})
     similarities: str | None = field(default=None, metadata={"help": "base model: choose the plan from these"})
     strategy: str | None = field(default=None, metadata={"choices": STRATEGY_CHOICES, "help": "base model: strategy"})
@@ -190,9 +200,12 @@ class TrainArgs:
     num_drop: int | None = field(default=None, metadata={"help": "base model: number of layers to drop"})
     protect: str | None = field(default=None, metadata={"help": "base model: layers never dropped, e.g. 0,1"})
     tune_baselines: bool = field(default=False, metadata={"help": "baselines: tune the layer after each drop"})
-    dataset: str = field(default="", metadata={"help": "training data: LLaVA .json, dataset directory or Hub id"})
-    dataset_subset: str | None = field(default=None, metadata={"help": "dataset configuration"})
-    dataset_split: str = field(default="train", metadata={"help": "dataset split"})
+    dataset: str = field(default="", metadata={"help": "training data: LLaVA .json, dataset directory or Hub id",
+                                               "aliases": ["--dataset_name"]})
+    dataset_subset: str | None = field(default=None, metadata={"help": "dataset configuration",
+                                                               "aliases": ["--dataset_config"]})
+    dataset_split: str = field(default="train", metadata={"help": "dataset split",
+                                                          "aliases": ["--dataset_train_split"]})
     max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N records"})
     dtype: str = field(default="auto", metadata={
         "choices": ["auto", "bfloat16", "float16", "float32"],

@@ -94,13 +94,15 @@ def _finevision_record(row: dict, index: int, source: str) -> Record:
     return Record(images=list(images), turns=turns)
 
 
-def load_records(data: str, *, split: str = "train", subset: str | None = None) -> tuple[list[Record], str]:
+def load_records(data: str, *, split: str = "train", subset: str | None = None,
+                 flag: str = "--data") -> tuple[list[Record], str]:
     """Read a calibration / training set.
 
     Args:
         data: a LLaVA-style `.json` file, a local dataset directory, or a Hub dataset id.
         split: dataset split (datasets only).
         subset: dataset configuration, e.g. a FineVision subset name (datasets only).
+        flag: the option the data came from, as error messages name it (`--data`, `--dataset`).
 
     Returns:
         the records and a short dataset name (for output file names).
@@ -108,19 +110,19 @@ def load_records(data: str, *, split: str = "train", subset: str | None = None) 
     path = Path(data).expanduser()
     if path.suffix == ".json":
         if not path.is_file():
-            raise ValueError(f"--data {data!r} does not exist; pass a LLaVA-style .json file, a dataset dir or Hub id.")
+            raise ValueError(f"{flag} {data!r} does not exist; pass a LLaVA-style .json file, a dataset dir or Hub id.")
         try:
             items = json.loads(path.read_text())
         except json.JSONDecodeError as err:
-            raise ValueError(f"--data {data!r} is not valid JSON ({err}).") from None
+            raise ValueError(f"{flag} {data!r} is not valid JSON ({err}).") from None
         if not isinstance(items, list):
-            raise ValueError(f"--data {data!r} must hold a JSON list of LLaVA-style records.")
+            raise ValueError(f"{flag} {data!r} must hold a JSON list of LLaVA-style records.")
         records = [_llava_record(item, path.parent, i, str(path)) for i, item in enumerate(items)]
         return records, path.stem
-    dataset = _load_dataset(data, split=split, subset=subset)
+    dataset = _load_dataset(data, split=split, subset=subset, flag=flag)
     if "texts" not in dataset.column_names:
         raise ValueError(
-            f"--data {data!r} has columns {dataset.column_names}; expected FineVision-style `images` + `texts` "
+            f"{flag} {data!r} has columns {dataset.column_names}; expected FineVision-style `images` + `texts` "
             "(or pass a LLaVA-style .json file)."
         )
     records = [_finevision_record(row, i, data) for i, row in enumerate(dataset)]
@@ -128,7 +130,7 @@ def load_records(data: str, *, split: str = "train", subset: str | None = None) 
     return records, name
 
 
-def _load_dataset(data: str, *, split: str, subset: str | None):
+def _load_dataset(data: str, *, split: str, subset: str | None, flag: str = "--data"):
     import datasets
 
     path = Path(data).expanduser()
@@ -136,13 +138,14 @@ def _load_dataset(data: str, *, split: str, subset: str | None):
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
-                raise ValueError(f"--data {data!r} has splits {list(loaded)}, not {split!r}; pass --split.")
+                split_flag = "--dataset_split" if flag == "--dataset" else "--split"
+                raise ValueError(f"{flag} {data!r} has splits {list(loaded)}, not {split!r}; pass {split_flag}.")
             loaded = loaded[split]
         return loaded
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--data {data!r} is a file but not a .json; pass a LLaVA-style .json or a dataset dir.")
+        raise ValueError(f"{flag} {data!r} is a file but not a .json; pass a LLaVA-style .json or a dataset dir.")
     if not path.exists() and (data.startswith((".", "/", "~")) or data.count("/") > 1):
-        raise ValueError(f"--data {data!r} does not exist (and it is not a Hub dataset id of the form org/name).")
+        raise ValueError(f"{flag} {data!r} does not exist (and it is not a Hub dataset id of the form org/name).")
     return datasets.load_dataset(data, subset, split=split)
 
 

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("auto", "interlace", "standard")
 
-def load_model(model: str, revision: str | None = None, dtype: str = "auto", device_map: str | None = None):
+def load_model(model: str, revision: str | None = None, dtype: str = "auto", device_map: str | None = None,
+               attn_implementation: str | None = None):
     """Load a dense or pruned Qwen3-VL for surgery, with a clear error for anything else."""
     from . import register
 
@@ -34,8 +35,9 @@ def load_model(model: str, revision: str | None = None, dtype: str = "auto", dev
     read_model_config(model, revision)  # fails fast, before any weight is read
     from transformers import AutoModelForImageTextToText
 
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     loaded = AutoModelForImageTextToText.from_pretrained(
-        model, revision=revision, dtype=dtype, device_map=device_map
+        model, revision=revision, dtype=dtype, device_map=device_map, **extra
     )
     check_supported(loaded.config)
     return loaded

@@ -61,23 +61,67 @@ def _given_flags(argv: list[str], names: set[str]) -> list[str]:
     return given
 
 
+def _read_recipe(path: Path) -> dict:
+    """A recipe file as a mapping, with YAML errors that name the file and the line."""
+    import yaml
+
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML{where}: {problem}.") from None
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of argument names to values.")
+    return recipe
+
+
+def _apply_recipe_conventions(recipe: dict, path: Path) -> dict:
+    """TRL's recipe conventions: an `env:` block sets environment variables; TRL's argument names are aliases."""
+    import os
+
+    from .args import TRL_ALIASES
+
+    recipe = dict(recipe)
+    env = recipe.pop("env", None)
+    if env is not None:
+        if not isinstance(env, dict):
+            raise ValueError(f"{path}: `env:` must be a mapping of environment variables to values.")
+        for key, value in env.items():
+            os.environ[str(key)] = str(value)
+    for alias, name in TRL_ALIASES.items():
+        if alias in recipe:
+            if name in recipe:
+                raise ValueError(f"{path}: both `{alias}` (TRL's name) and `{name}` are set; keep one.")
+            recipe[name] = recipe.pop(alias)
+    return recipe
+
+
 def parse_train_args(argv: list[str] | None = None):
-    """Parse `--config recipe.yaml` plus command-line overrides.
+    """Parse `--config recipe.yaml` plus command-line overrides, with TRL's conventions (`trl.TrlParser`): an
+    `env:` block, TRL's argument names as aliases (`model_name_or_path`, `dataset_name`, ...).
 
     Returns:
         (TrainArgs, InterlaceSFTConfig, RecipeSource): the source says which keys the recipe and the command line set,
         so that the provenance records them with the values that ran.
     """
-    import yaml
     from transformers import HfArgumentParser
 
+    from .args import TRL_ALIASES
     from .trainer import InterlaceSFTConfig
+
+    class Parser(HfArgumentParser):
+        def error(self, message):  # a ValueError the command prints, not argparse's exit
+            raise ValueError(message)
 
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser((TrainArgs, InterlaceSFTConfig), prog="interlace-hf train")
+    parser = Parser((TrainArgs, InterlaceSFTConfig), prog="interlace-hf train")
     parser.add_argument("--config", default=None, help="a YAML recipe (keys = these flags' names)")
     allowed = {f.name for cls in (TrainArgs, InterlaceSFTConfig) for f in dataclasses.fields(cls)}
     recipe_keys: list[str] = []
@@ -85,9 +129,7 @@ def parse_train_args(argv: list[str] | None = None):
         path = Path(known.config)
         if not path.is_file():
             raise ValueError(f"--config {known.config!r} does not exist; pass a recipe YAML (see recipes/).")
-        recipe = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(recipe, dict):
-            raise ValueError(f"{path}: a recipe is a mapping of argument names to values.")
+        recipe = _apply_recipe_conventions(_read_recipe(path), path)
         unknown = sorted(set(recipe) - allowed)
         if unknown:
             raise ValueError(
@@ -97,8 +139,29 @@ def parse_train_args(argv: list[str] | None = None):
         # Strings go through argparse's type conversion (PyYAML reads 1e-5 as a string); others are used as is.
         parser.set_defaults(**recipe)
         recipe_keys = list(recipe)
-    train_args, sft_config = parser.parse_args_into_dataclasses(args=rest)[:2]
-    keys = tuple(dict.fromkeys([*recipe_keys, *_given_flags(rest, allowed)]))
+    try:
+        train_args, sft_config = parser.parse_args_into_dataclasses(args=rest)[:2]
+    except ValueError as err:
+        if "not used by the HfArgumentParser" in str(err):
+            import difflib
+
+            import ast
+
+            try:
+                unused = ast.literal_eval(str(err).split(": ", 1)[1])
+            except (ValueError, SyntaxError, IndexError):
+                unused = rest
+            flags = [t for t in unused if isinstance(t, str) and t.startswith("--")]
+            hints = [f"{f} (did you mean --{m[0]}?)" if (m := difflib.get_close_matches(
+                f[2:].split("=")[0].replace("-", "_"), sorted(allowed), n=1)) else f for f in flags]
+            raise ValueError(f"unknown arguments {', '.join(hints) or unused}; see `interlace-hf train --help`.") from None
+        from_recipe = [k for k in recipe_keys if f"--{k}" in str(err) or f"--{k.replace('_', '-')}" in str(err)]
+        if known.config and from_recipe:
+            raise ValueError(f"{known.config}: `{from_recipe[0]}`: {err}") from None
+        raise
+    names = allowed | set(TRL_ALIASES)
+    given = [TRL_ALIASES.get(k, k) for k in _given_flags(rest, names)]
+    keys = tuple(dict.fromkeys([*recipe_keys, *given]))
     return train_args, sft_config, RecipeSource(known.config, keys)
 
 
@@ -199,7 +262,28 @@ def check_train_output_dir(output_dir: Path, recipe: dict, overwrite: bool, trai
     return "done" if (output_dir / TRAIN_INFO_FILE).is_file() else "resume"
 
 
-def load_for_training(train_args: TrainArgs, seed: int):
+MODEL_INIT_KEYS = ("dtype", "torch_dtype", "attn_implementation")
+
+
+def model_init_options(train_args: TrainArgs, model_init_kwargs) -> dict:
+    """TRL's `model_init_kwargs` (`dtype`, `attn_implementation`), applied when interlace-hf loads the model (TRL
+    ignores them, with a warning, for a model it is given); a `dtype` there must agree with `--dtype`."""
+    kwargs = dict(model_init_kwargs or {})
+    unknown = sorted(set(kwargs) - set(MODEL_INIT_KEYS))
+    if unknown:
+        raise ValueError(f"model_init_kwargs: {unknown} are not supported here; interlace-hf loads the model with "
+                         f"{list(MODEL_INIT_KEYS)} (and --dtype).")
+    dtype = kwargs.pop("dtype", None) or kwargs.pop("torch_dtype", None)
+    if dtype is not None:
+        dtype = str(dtype).removeprefix("torch.")
+        if train_args.dtype not in ("auto", dtype):
+            raise ValueError(f"model_init_kwargs dtype {dtype!r} disagrees with --dtype {train_args.dtype!r}; set one.")
+        train_args.dtype = dtype
+        train_args.validate()
+    return {"attn_implementation": kwargs.get("attn_implementation")}
+
+
+def load_for_training(train_args: TrainArgs, seed: int, attn_implementation: str | None = None):
     """The pruned model and its plan: a pruned checkpoint as is, or a base model pruned in memory first."""
     from .export import load_model
     from .hub import read_model_config, resolve_checkpoint
@@ -223,7 +307,8 @@ def load_for_training(train_args: TrainArgs, seed: int):
     if plan is None:
         depth = config["text_config"]["num_hidden_layers"]
         plan, _ = plan_from_args(train_args.selection_args(seed), num_layers=depth)
-    model = load_model(train_args.model, revision=train_args.revision, dtype=train_args.dtype)
+    model = load_model(train_args.model, revision=train_args.revision, dtype=train_args.dtype,
+                       attn_implementation=attn_implementation)
     if current_kept_layers(model.config) != list(plan.kept_layers):
         prune_model(model, plan, base_model=train_args.model)
     return model, plan
@@ -235,7 +320,8 @@ def build_train_dataset(train_args: TrainArgs):
 
     from .data import load_records
 
-    records, name = load_records(train_args.dataset, split=train_args.dataset_split, subset=train_args.dataset_subset)
+    records, name = load_records(train_args.dataset, split=train_args.dataset_split, subset=train_args.dataset_subset,
+                                 flag="--dataset")
     if train_args.max_train_samples is not None:
         records = records[: train_args.max_train_samples]
     messages, images = [], []
@@ -368,7 +454,9 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
     from .trainer import InterlaceSFTTrainer
 
     train_args.validate()
+    init = model_init_options(train_args, sft_config.model_init_kwargs)
     recipe = effective_recipe(train_args, sft_config, source)
+    sft_config.model_init_kwargs = None  # applied at load (above); TRL would only warn that it ignores them
     output_dir = Path(sft_config.output_dir).expanduser()
     state = check_train_output_dir(output_dir, recipe, train_args.overwrite, train_args)
     if state == "done":
@@ -380,7 +468,7 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
     processor_source = resolve_checkpoint(train_args.model, train_args.revision, files_only=True)
     dataset, _, _ = drop_long_samples(dataset, processor, sft_config.max_length, min_pixels=sft_config.min_pixels,
                                       max_pixels=sft_config.max_pixels)
-    model, plan = load_for_training(train_args, sft_config.seed)
+    model, plan = load_for_training(train_args, sft_config.seed, init["attn_implementation"])
     text = recipe_text(recipe, source)
     with sft_config.main_process_first(desc="output directory", local=False):
         if sft_config.should_save:

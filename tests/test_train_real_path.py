@@ -318,3 +318,41 @@ def test_bf16_with_the_merger_and_lm_head_trained(tiny_model_dir, real_template_
                 assert moved > 0.9, f"{name}: {moved:.1%} moved"
         else:
             assert param.dtype == torch.bfloat16 and torch.equal(param, before[name]), name
+
+
+def test_recipes_follow_trl_conventions(tiny_model_dir, synthetic_json, tmp_path, capsys, monkeypatch):
+    """TRL's names and `env:` block work in recipes; YAML and type errors name the file; model_init_kwargs are used."""
+    import os
+
+    plan_file = PLAN.save(tmp_path / "plan.json")
+    recipe = tmp_path / "trl.yaml"
+    recipe.write_text(f"env:\n  INTERLACE_TEST_VAR: from-the-recipe\nmodel_name_or_path: {tiny_model_dir}\n"
+                      f"dataset_name: {synthetic_json}\nplan: {plan_file}\noutput_dir: {tmp_path / 'out'}\n"
+                      "model_init_kwargs:\n  attn_implementation: eager\n  dtype: bfloat16\n"
+                      "max_steps: 1\nper_device_train_batch_size: 2\nuse_cpu: true\nsave_strategy: 'no'\n"
+                      "dataloader_pin_memory: false\n")
+    monkeypatch.delenv("INTERLACE_TEST_VAR", raising=False)
+    train_args, sft, source = parse_train_args(["--config", str(recipe), "--dataset_train_split", "train"])
+    assert os.environ["INTERLACE_TEST_VAR"] == "from-the-recipe"
+    assert train_args.model == str(tiny_model_dir) and train_args.dataset == str(synthetic_json)
+    assert {"model", "dataset", "dataset_split"} <= set(source.keys)
+    assert main(["train", "--config", str(recipe)]) == 0
+    recorded = yaml.safe_load((tmp_path / "out" / "interlace_recipe.yaml").read_text())
+    assert recorded["dtype"] == "bfloat16" and recorded["model_init_kwargs"]["attn_implementation"] == "eager"
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as saved:
+        assert {saved.get_slice(k).get_dtype() for k in saved.keys()} == {"BF16"}
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: m\nlearning_rate: [1e-5\n")
+    with pytest.raises(ValueError, match=r"broken.yaml: not valid YAML \(line 3, column 1\)"):
+        parse_train_args(["--config", str(broken)])
+    broken.write_text("model: m\ndataset: d\nlearning_rate: fast\n")
+    with pytest.raises(ValueError, match=r"broken.yaml: `learning_rate`: .*invalid float value: 'fast'"):
+        parse_train_args(["--config", str(broken)])
+    broken.write_text("model: m\nmodel_name_or_path: n\n")
+    with pytest.raises(ValueError, match="both `model_name_or_path` \\(TRL's name\\) and `model` are set"):
+        parse_train_args(["--config", str(broken)])
+    assert main(["train", "--model", str(tiny_model_dir), "--dataset", str(synthetic_json), "--learnig_rate", "1"]) == 2
+    assert "unknown arguments --learnig_rate (did you mean --learning_rate?)" in capsys.readouterr().err
+    assert main(["train", "--config", str(recipe), "--model_init_kwargs", '{"device_map": "auto"}',
+                 "--output_dir", str(tmp_path / "o2")]) == 2
+    assert "model_init_kwargs: ['device_map'] are not supported here" in capsys.readouterr().err

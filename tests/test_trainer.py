@@ -195,6 +195,8 @@ def test_train_bad_input(tiny_model_dir, tmp_path, capsys):
         (["--dataset", "d.json"], "--model required"),
         (["--model", str(tiny_model_dir)], "--dataset required"),
         (["--model", str(tiny_model_dir), "--dataset", str(tmp_path / "noanswer.json")], "no record with an assistant"),
+        (["--model", str(tiny_model_dir), "--dataset", str(tmp_path / "missing.json")],
+         f"--dataset {str(tmp_path / 'missing.json')!r} does not exist"),
         (["--model", str(tiny_model_dir), "--dataset", str(tmp_path / "noanswer.json"), "--plan", "p.json",
           "--strategy", "interlace"], "either --plan plan.json or --strategy S"),
     ]
