@@ -526,6 +526,25 @@ def test_lmms_eval_generate_until(lmms_model):
         lmms_model.generate_until([request("Watch", {}, 0, doc_to_visual=lambda doc: ["clip.mp4"])])
 
 
+def test_lmms_eval_model_args_win_over_the_cli_and_mutual_info_requests(lmms_model, tiny_model_dir):
+    """lmms-eval always passes its --batch_size: `--model_args ...,batch_size=8` must not clash with it; the
+    two-element requests of acc_mutual_info tasks are scored; min/max pixels reach the processor."""
+    from interlace_hf.integrations.lmms_eval_plugin import InterlaceLMM, _parse_arg_string
+
+    assert _parse_arg_string("pretrained=a/b,batch_size=8,dtype=float32,flag=True,t=0.5") == {
+        "pretrained": "a/b", "batch_size": 8, "dtype": "float32", "flag": True, "t": 0.5}
+    made = type("FakeLMMS", (InterlaceLMM,), {}).create_from_arg_string(
+        f"pretrained={tiny_model_dir},dtype=float32,batch_size=3,min_pixels=1024,max_pixels=4096",
+        {"batch_size": 1, "device": "cpu", "max_batch_size": None})
+    assert made.batch_size == 3 and made.device == "cpu"
+    assert made.processor.image_processor.size == {"shortest_edge": 1024, "longest_edge": 4096}
+    with pytest.raises(ValueError, match="is not key=value"):
+        _parse_arg_string("pretrained")
+    unconditional = lmms_model.loglikelihood([SimpleNamespace(args=("", " red")),
+                                              SimpleNamespace(args=("", " blue"))])
+    assert all(isinstance(lp, float) and lp < 0 for lp, _ in unconditional)
+
+
 def test_lmms_eval_model_args_are_checked(tiny_model_dir):
     from interlace_hf.integrations.lmms_eval_plugin import InterlaceLMM
 
@@ -602,6 +621,10 @@ def test_vlmevalkit_config(tmp_path, pruned_dir):
     command = vlmevalkit_launch_command(path)
     assert command.startswith("python -c ") and "import sys, runpy, interlace_hf" in command and str(path) in command
     assert vlmevalkit_launch_command(path, import_interlace=False) == f"python run.py --config {path}"
+    # vLLM would run an interlace-format checkpoint without deepstack: refused; a standard one is fine.
+    with pytest.raises(ValueError, match=r"use_vllm=True with interlace-format checkpoint\(s\) \['interlace'\]"):
+        vlmevalkit_config({"interlace": str(interlace_dir)}, ["mme"], use_vllm=True)
+    assert vlmevalkit_config({"pruned": str(pruned_dir)}, ["mme"], use_vllm=True)["model"]["pruned"]["use_vllm"]
 
 
 def test_base_and_pruned_are_evaluated_at_one_resolution(tiny_model_dir, pruned_dir, synthetic_dir, tmp_path):

@@ -45,6 +45,29 @@ def lmms_eval_manifest():
     return ModelManifest(model_id=MODEL_ID, simple_class_path=CLASS_PATH)
 
 
+def _parse_arg_string(arg_string: str) -> dict:
+    """`k=v,k2=v2` as lmms-eval parses `--model_args`: booleans, integers and floats converted, the rest strings."""
+    out = {}
+    for item in (arg_string or "").split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ValueError(f"--model_args item {item!r} is not key=value.")
+        key, value = (part.strip() for part in item.split("=", 1))
+        if value.lower() in ("true", "false"):
+            out[key] = value.lower() == "true"
+            continue
+        for convert in (int, float):
+            try:
+                out[key] = convert(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
 def _cut_at_stop(text: str, until: list[str]) -> str:
     for stop in until:
         if stop:
@@ -71,11 +94,13 @@ class InterlaceLMM:
 
     def __init__(self, pretrained: str, revision: str | None = None, device: str | None = "auto",
                  dtype: str = "auto", batch_size: int | str = 1, max_new_tokens: int = 128,
-                 system_prompt: str | None = None, max_batch_size: int | None = None, **kwargs) -> None:
+                 system_prompt: str | None = None, max_batch_size: int | None = None,
+                 min_pixels: int | None = None, max_pixels: int | None = None, **kwargs) -> None:
         super().__init__()
         if kwargs:
             raise ValueError(f"--model_args {sorted(kwargs)} are not arguments of the `interlace` model; it takes "
-                             "pretrained, revision, device, dtype, batch_size, max_new_tokens, system_prompt.")
+                             "pretrained, revision, device, dtype, batch_size, max_new_tokens, system_prompt, "
+                             "min_pixels, max_pixels.")
         try:
             batch_size = int(batch_size)
         except (TypeError, ValueError):
@@ -92,6 +117,13 @@ class InterlaceLMM:
         self._model = load_model(str(pretrained), revision=revision, dtype=resolve_dtype(dtype, resolved),
                                  device_map=resolved if resolved != "cpu" else None).eval()
         self.processor = load_processor(str(pretrained), revision=revision)
+        if min_pixels is not None or max_pixels is not None:
+            from ..evaluate import image_resolution
+
+            bounds = image_resolution(str(pretrained), revision, min_pixels=None if min_pixels is None else
+                                      int(min_pixels), max_pixels=None if max_pixels is None else int(max_pixels))
+            self.processor.image_processor.size = {"shortest_edge": bounds["min_pixels"],
+                                                   "longest_edge": bounds["max_pixels"]}
         self._device = resolved
         self.batch_size_per_gpu = batch_size
         self.max_new_tokens = int(max_new_tokens)
@@ -99,6 +131,19 @@ class InterlaceLMM:
         for name, default in (("task_dict", {}), ("_rank", 0), ("_world_size", 1)):
             if not hasattr(self, name):  # set by lmms.__init__ when lmms-eval's base class is mixed in
                 setattr(self, name, default)
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None):
+        """lmms-eval's constructor: `--model_args k=v,...` plus the CLI's own settings (`batch_size`, `device`, ...).
+
+        lmms-eval always passes its `--batch_size` (default 1) in `additional_config`; its base implementation then
+        fails with "multiple values for keyword argument 'batch_size'" when `--model_args` sets it too. Here the
+        model args win over the CLI's defaults.
+        """
+        model_args = _parse_arg_string(arg_string)
+        merged = {k: v for k, v in (additional_config or {}).items() if v is not None}
+        merged.update(model_args)
+        return cls(**merged)
 
     # --- what lmms-eval reads -----------------------------------------------------------------------------------
 
@@ -224,7 +269,12 @@ class InterlaceLMM:
         import torch
 
         results = []
-        for context, continuation, doc_to_visual, doc_id, task, split in [request.args for request in requests]:
+        for arguments in [request.args for request in requests]:
+            if len(arguments) == 2:
+                # The unconditional half of `acc_mutual_info` tasks: ("", choice), no document, no image.
+                (context, continuation), doc_to_visual, doc_id, task, split = arguments, None, None, None, None
+            else:
+                context, continuation, doc_to_visual, doc_id, task, split = arguments
             if callable(continuation):
                 continuation = continuation(self.task_dict[task][split][doc_id])
             if isinstance(continuation, (list, tuple)):

@@ -125,6 +125,13 @@ def vlmevalkit_config(models: Mapping[str, str], datasets: Sequence[str] | Mappi
     if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int)
                                        or max_new_tokens < 1):
         raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}.")
+    if model_kwargs.get("use_vllm"):
+        interlace = [name for name, path in models.items() if _checkpoint_format(str(path)) == "interlace"]
+        if interlace:
+            raise ValueError(
+                f"use_vllm=True with interlace-format checkpoint(s) {interlace}: vLLM would run them through its "
+                "generic Transformers backend, which adds no deepstack features (silently wrong answers). Export them "
+                "with `--format standard` where that is exact, or evaluate without vLLM.")
     model_entries = {}
     for name, path in models.items():
         if not _NAME.fullmatch(str(name)):
