@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +15,21 @@ from typing import Any
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+_REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+
+
+def validate_repo_id(repo_id: str, flag: str) -> None:
+    """A Hub model repo id, `namespace/name`, by the Hub's rules (letters, digits, `-`, `_`, `.`; no `--` or `..`;
+    not starting or ending with `-` or `.`; at most 96 characters a part). Checked before anything runs."""
+    parts = str(repo_id).split("/")
+    bad = (len(parts) != 2 or not all(_REPO_PART.fullmatch(part) for part in parts)
+           or "--" in repo_id or ".." in repo_id or repo_id.endswith(".git"))
+    if bad:
+        raise ValueError(f"{flag} {repo_id!r} is not a valid Hub repo id: use namespace/name with letters, digits, "
+                         "'-', '_' or '.' (no '--' or '..', not starting or ending with '-' or '.'), e.g. "
+                         "my-org/Interlace-Qwen3-VL-8B-25pc.")
 
 
 @dataclass
@@ -123,6 +139,8 @@ class PruneArgs(SelectionArgs):
             self.validate_selection(self.model)
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"`--dtype` must be auto, float32, bfloat16 or float16, got {self.dtype!r}.")
+        if self.push_to_hub:
+            validate_repo_id(self.push_to_hub, "--push-to-hub")
 
 
 @dataclass(kw_only=True)

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .fileio import write_json_atomic
+from .flops import parameter_count
 
 logger = logging.getLogger(__name__)
 
@@ -371,6 +372,36 @@ def _torch_dtype(dtype: str, device):
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, dtype)
+
+
+def available_memory(device) -> int | None:
+    """Bytes free for new tensors on `device`: CUDA's free memory, or the OS's MemAvailable (None if unknown)."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory_for(config: dict, dtype, device) -> None:
+    """Refuse, before building anything, a random-weight model that cannot fit: its weights (the variants share them)
+    plus 10% for activations. The 8B shape needs ~35 GB in float32, ~17.5 GB in bfloat16."""
+    import torch
+
+    needed = int(parameter_count(config)["total"] * torch.empty((), dtype=dtype).element_size() * 1.1)
+    free = available_memory(device)
+    if free is not None and needed > free:
+        raise ValueError(
+            f"the random-weight model needs about {needed / 2**30:.1f} GiB on {device} ({dtype}) but only "
+            f"{free / 2**30:.1f} GiB is free: use --dtype bfloat16 (half of float32), a smaller --config "
+            "(qwen3-vl-4b), or a machine with more memory.")
 
 
 def build_random_qwen3_vl(config: dict, *, device, dtype, seed: int = 0):
@@ -723,6 +754,7 @@ def run_bench(
     torch_device = _resolve_device(device)  # checked before anything is loaded
     if random_weights:
         torch_dtype = _torch_dtype(dtype, torch_device)
+        check_memory_for(base_config, torch_dtype, torch_device)
         processor, base_config = _random_processor(base_config)
         inputs, prompt = build_prompt(processor, image_size, prompt_tokens, base_config["vision_config"])
         from .surgery import prune_model

@@ -170,8 +170,15 @@ def _cmd_verify(ns: argparse.Namespace) -> int:
     print(f"max |logit diff|:    {result.max_abs_logit_diff:.3g} (vs. the base with the dropped layers bypassed)")
     print(f"same greedy tokens:  {result.same_greedy_tokens}")
     print(f"pruned model says:   {result.pruned_answer!r}")
-    print("EXACT" if result.exact else "MISMATCH: the pruned model does not compute the base with layers skipped")
-    return 0 if result.exact else 1
+    if result.exact:
+        print("EXACT")
+    elif result.fine_tuned:
+        print("DIFFERENT, as expected: this checkpoint was fine-tuned (interlace_train.json), so its tuned layers no "
+              "longer hold the base's weights. verify checks a pruned checkpoint before its fine-tune (the run's "
+              "`pruned/` directory, or `interlace-hf prune`'s output).")
+    else:
+        print("MISMATCH: the pruned model does not compute the base with layers skipped")
+    return 0 if result.exact or result.fine_tuned else 1
 
 
 def _cmd_similarity(ns: argparse.Namespace) -> int:
@@ -270,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         if not type(err).__module__.startswith(("huggingface_hub", "httpx")):
             raise
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"interlace-hf {ns.command}: Hub error after retries: {first_line}\n"
-              "Run the same command again to finish: files already on the Hub are skipped.", file=sys.stderr)
+        pushing = ns.command in ("push", "publish") or bool(getattr(ns, "push_to_hub", None))
+        hint = ("Run the same command again to finish: files already on the Hub are skipped." if pushing else
+                "Check the model / dataset id, your access to it (HF_TOKEN or `hf auth login`) and the network "
+                "(HF_ENDPOINT, or HF_HUB_OFFLINE=1 to use only the local cache), then run the command again.")
+        print(f"interlace-hf {ns.command}: Hub error after retries: {first_line}\n{hint}", file=sys.stderr)
         return 1
 
 

@@ -41,16 +41,44 @@ class Record:
 
         out = []
         for image in self.images:
-            if isinstance(image, (str, Path)):
-                with Image.open(image) as opened:
-                    out.append(opened.convert("RGB"))
-            elif isinstance(image, dict) and image.get("bytes") is not None:  # datasets Image(decode=False)
-                import io
+            try:
+                if isinstance(image, (str, Path)):
+                    with Image.open(image) as opened:
+                        out.append(opened.convert("RGB"))
+                elif isinstance(image, dict) and image.get("bytes") is not None:  # datasets Image(decode=False)
+                    import io
 
-                out.append(Image.open(io.BytesIO(image["bytes"])).convert("RGB"))
-            else:
-                out.append(image.convert("RGB"))
+                    out.append(Image.open(io.BytesIO(image["bytes"])).convert("RGB"))
+                else:
+                    out.append(image.convert("RGB"))
+            except OSError as err:  # missing, truncated or not an image (PIL's UnidentifiedImageError is an OSError)
+                raise ValueError(image_error(image, err)) from None
         return out
+
+
+def image_error(image, err: BaseException) -> str:
+    """The message for an image that cannot be read: which one, why, and what to do. Data errors stop the run (no
+    record is skipped silently)."""
+    name = image.get("path") or "an embedded image" if isinstance(image, dict) else image
+    return (f"image {str(name)!r} cannot be read ({type(err).__name__}: {err}); fix the file, or remove the record "
+            "that names it from the data.")
+
+
+def check_images(records, flag: str = "--data", indices=None) -> None:
+    """Open every image file of `records` and check it whole (`PIL.Image.verify`: structure and checksums, no
+    decoding): a missing, truncated or non-image file stops the run here, named, before any model is loaded.
+    `indices` are the records' numbers in the data (for a sample), as the message gives them."""
+    from PIL import Image
+
+    for index, record in zip(indices if indices is not None else range(len(records)), records):
+        for image in record.images:
+            if not isinstance(image, (str, Path)):
+                continue
+            try:
+                with Image.open(image) as opened:
+                    opened.verify()
+            except (OSError, SyntaxError) as err:
+                raise ValueError(f"{flag}: record {index}: {image_error(image, err)}") from None
 
 
 def strip_image_placeholders(text: str) -> str:
@@ -66,7 +94,8 @@ def _llava_record(item: dict, base_dir: Path, index: int, source: str) -> Record
     resolved = []
     for image in images:
         path = Path(image)
-        if not path.is_absolute() and (base_dir / path).exists():
+        # Relative to the JSON file's folder (as LLaVA data is laid out), unless only the working directory has it.
+        if not path.is_absolute() and ((base_dir / path).exists() or not path.exists()):
             path = base_dir / path
         resolved.append(str(path))
     turns: list[tuple[str, str | None]] = []
@@ -118,6 +147,14 @@ def load_records(data: str, *, split: str = "train", subset: str | None = None,
         if not isinstance(items, list):
             raise ValueError(f"{flag} {data!r} must hold a JSON list of LLaVA-style records.")
         records = [_llava_record(item, path.parent, i, str(path)) for i, item in enumerate(items)]
+        missing = [(i, image) for i, record in enumerate(records) for image in record.images
+                   if not Path(image).is_file()]
+        if missing:  # checked here, before any model is loaded: stop, naming them, rather than skip silently
+            shown = "; ".join(f"record {i}: {image}" for i, image in missing[:5])
+            more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+            raise ValueError(f"{flag} {data!r}: {len(missing)} image file(s) do not exist: {shown}{more}. Fix the "
+                             "paths (relative paths are resolved against the JSON file's folder), or remove those "
+                             "records.")
         return records, path.stem
     dataset = _load_dataset(data, split=split, subset=subset, flag=flag)
     if "texts" not in dataset.column_names:

@@ -269,6 +269,15 @@ def _load_dataset_split(source: str, split: str | None, default_split: str | Non
             if "split" not in str(err).lower():
                 raise
             raise ValueError(f"--data {source!r}: {err} Pass --split.") from None
+        except Exception as err:  # offline, not on the Hub, no access: the fix is the same, get a local copy
+            if not type(err).__module__.startswith(("datasets", "huggingface_hub", "requests", "httpx")) and \
+                    not isinstance(err, (ConnectionError, FileNotFoundError)):
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"--data {source!r}: the Hub dataset could not be loaded ({type(err).__name__}: {first}). Where there "
+                "is network, run `interlace-hf data prepare --dataset <task> --fraction 1.0 --output-dir DIR` (or "
+                "`hf download --repo-type dataset ...`), then pass `--data <task>=DIR`.") from None
     if isinstance(loaded, (datasets.DatasetDict, dict)):
         if split is None:
             split = default_split if default_split in loaded else next(iter(loaded)) if len(loaded) == 1 else None
@@ -542,14 +551,9 @@ def _today() -> str:
 
 def resolve_device_available(device: str) -> str:
     """`auto` -> `cuda` where there is a GPU, else `cpu`; a CUDA device on a machine without one is refused."""
-    import torch
-
     from .similarity import resolve_device
 
-    resolved = resolve_device(device)
-    if resolved.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here; pass --device cpu (or auto).")
-    return resolved
+    return resolve_device(device)
 
 
 def image_resolution(model_path: str, revision: str | None = None, *, min_pixels: int | None = None,

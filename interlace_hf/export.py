@@ -33,6 +33,9 @@ def load_model(model: str, revision: str | None = None, dtype: str = "auto", dev
 
     register()
     read_model_config(model, revision)  # fails fast, before any weight is read
+    from .hub import check_weight_files
+
+    check_weight_files(model)  # a truncated local safetensors file is named, not a deep loader traceback
     from transformers import AutoModelForImageTextToText
 
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}

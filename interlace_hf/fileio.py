@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, flag: str = "--output-dir") -> Path:
@@ -15,6 +19,14 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, fla
     output_dir = Path(output_dir).expanduser().resolve()
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"{flag} {str(output_dir)!r} is a file; pass a directory path.")
+    existing = output_dir
+    while not existing.exists():  # the nearest ancestor that exists must be a writable directory
+        existing = existing.parent
+    if existing != output_dir and not existing.is_dir():
+        raise ValueError(f"{flag} {str(output_dir)!r} cannot be made: {str(existing)!r} is a file, not a directory.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {str(output_dir)!r} cannot be written: {str(existing)!r} is not writable by this "
+                         "user; choose a directory you can write to.")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise ValueError(
             f"{flag} {str(output_dir)!r} already exists and is not empty; choose a new directory or pass "
@@ -35,13 +47,18 @@ def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, fl
     """
     output_dir = check_output_dir(output_dir, overwrite, flag)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(output_dir)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging = output_dir.parent / f".{output_dir.name}.partial-{tag}"
     staging.mkdir()
     try:
         yield staging
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
+        if _is_disk_full(err):
+            free = shutil.disk_usage(output_dir.parent).free
+            raise ValueError(f"the disk holding {str(output_dir)!r} is full ({free / 2**30:.1f} GiB free): nothing of "
+                             "this run was kept; free space (or choose another disk) and run again.") from None
         raise
     retired = None
     if output_dir.exists():
@@ -58,6 +75,41 @@ def atomic_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, fl
     os.replace(staging, output_dir)
     if retired is not None:
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    # OSError(ENOSPC) from Python writes; libraries that write in native code (safetensors) raise their own type
+    # with the C library's message.
+    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left on device" in str(err)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_staging(output_dir: str | os.PathLike) -> list[Path]:
+    """Remove the hidden staging / retired siblings of `output_dir` (`.NAME.partial-PID-*`, `.NAME.old-PID-*`) left by
+    processes that no longer run (a killed run's staging can hold tens of GB at 8B scale). Returns what was removed."""
+    output_dir = Path(output_dir)
+    removed = []
+    if not output_dir.parent.is_dir():
+        return removed
+    for kind in ("partial", "old"):
+        for path in output_dir.parent.glob(f".{output_dir.name}.{kind}-*"):
+            pid = path.name.rsplit(f".{kind}-", 1)[1].split("-", 1)[0]
+            if pid.isdigit() and not _process_alive(int(pid)) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    if removed:
+        logger.warning("removed %d staging director%s left by killed runs: %s", len(removed),
+                       "y" if len(removed) == 1 else "ies", ", ".join(p.name for p in removed))
+    return removed
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> Path:

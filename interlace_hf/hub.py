@@ -20,6 +20,7 @@ PROCESSOR_FILE_PATTERNS = (
     "preprocessor_config.json",
     "video_preprocessor_config.json",
     "generation_config.json",
+    "processing_interlace_qwen3_vl.py",  # the image-only processor's code, where the base ships it (tiny models)
     "LICENSE",
 )
 
@@ -66,8 +67,14 @@ def read_model_config(model: str, revision: str | None = None, *, local_only: bo
             raise ValueError(f"{str(path)!r} has no config.json; pass a Qwen3-VL model directory or Hub id.")
     else:
         config_file = resolve_checkpoint(model, revision, files_only=True, local_only=local_only) / "config.json"
-    config = json.loads(config_file.read_text())
-    if config.get("model_type") not in SUPPORTED_MODEL_TYPES:
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        where = f" (line {err.lineno}, column {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
+        raise ValueError(f"{config_file} is not valid JSON{where}: the file is damaged or truncated; download it again "
+                         "(`hf download MODEL`) or re-save the checkpoint.") from None
+    if not isinstance(config, dict) or config.get("model_type") not in SUPPORTED_MODEL_TYPES:
+        config = config if isinstance(config, dict) else {}
         raise ValueError(
             f"interlace-hf prunes Qwen3-VL models (model_type {' or '.join(SUPPORTED_MODEL_TYPES)}, e.g. "
             f"Qwen/Qwen3-VL-8B-Instruct); {model!r} has model_type {config.get('model_type')!r}."
@@ -75,6 +82,34 @@ def read_model_config(model: str, revision: str | None = None, *, local_only: bo
     return config
 
 
+
+
+def check_weight_files(directory: str | Path) -> None:
+    """Refuse a local checkpoint whose safetensors files are damaged (a header that does not parse, or a file shorter
+    than its header says), naming the file, before any weight is read. Cheap: headers only."""
+    import struct
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.glob("*.safetensors")):
+        size = path.stat().st_size
+        problem = None
+        try:
+            with open(path, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                if length > size - 8:
+                    problem = f"its header claims {length} bytes but the file has {size}"
+                else:
+                    header = json.loads(handle.read(length))
+                    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+                    if 8 + length + end > size:
+                        problem = f"it holds {size} bytes but its tensors need {8 + length + end}"
+        except (struct.error, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            problem = f"its header does not parse ({type(err).__name__})"
+        if problem:
+            raise ValueError(f"{path} is damaged or truncated ({problem}); download it again (`hf download MODEL`) "
+                             "or re-save the checkpoint.")
 
 
 def original_depth(config: dict) -> int:

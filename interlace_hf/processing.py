@@ -19,9 +19,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoProcessor, PreTrainedConfig, Qwen3VLProcessor
+from transformers import AutoProcessor, PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
+
+from .modeling.processing_interlace_qwen3_vl import InterlaceQwen3VLProcessor
 
 
 logger = logging.getLogger(__name__)
@@ -31,41 +33,6 @@ _QWEN3_VL_PROCESSOR_NAMES = ("Qwen3VLProcessor", "InterlaceQwen3VLProcessor")
 
 # Files that may name the processor class, in the order AutoProcessor reads them.
 _PROCESSOR_CLASS_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
-
-
-class InterlaceQwen3VLProcessor(Qwen3VLProcessor):
-    """A `Qwen3VLProcessor` for images and text only; it has no video processor.
-
-    Its `__init__` names only `image_processor` and `tokenizer`, which is how `ProcessorMixin` finds
-    the sub-processors to load and save, so no video processor is ever loaded or written.
-
-    Args:
-        image_processor ([`Qwen2VLImageProcessor`] or [`Qwen2VLImageProcessorPil`], *optional*):
-            Turns images into `pixel_values` and `image_grid_thw`.
-        tokenizer ([`Qwen2TokenizerFast`], *optional*):
-            Must know `<|image_pad|>`, `<|video_pad|>`, `<|vision_start|>` and `<|vision_end|>`.
-        chat_template (`str`, *optional*):
-            Jinja template for `apply_chat_template`.
-    """
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        super().__init__(
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            video_processor=None,
-            chat_template=chat_template,
-            **kwargs,
-        )
-
-    def __call__(self, images=None, text=None, videos=None, audio=None, **kwargs):
-        # Without this check the stock code would skip the videos (there is no video processor) and
-        # fail later on a count of <|video_pad|> tokens.
-        if videos is not None:
-            raise ValueError(
-                "InterlaceQwen3VLProcessor handles images and text only, but `videos` were given. "
-                "Pass the frames as images, or load the stock Qwen3VLProcessor (it needs torchvision)."
-            )
-        return super().__call__(images=images, text=text, audio=audio, **kwargs)
 
 
 class _InterlaceProcessorRegistryKey(PreTrainedConfig):
@@ -93,6 +60,9 @@ def register_processor() -> None:
     """
     # exist_ok: registering again just rewrites the same entry.
     AutoProcessor.register(_InterlaceProcessorRegistryKey, InterlaceQwen3VLProcessor, exist_ok=True)
+    # Saving the processor also writes its code and `auto_map` (remote code), so that where interlace-hf is not
+    # installed `AutoProcessor.from_pretrained(dir, trust_remote_code=True)` builds it instead of a bare tokenizer.
+    InterlaceQwen3VLProcessor.register_for_auto_class("AutoProcessor")
 
 
 def _declared_processor_class(path_or_repo_id: str | Path, revision: str | None, hub_kwargs: dict) -> str | None:

@@ -127,6 +127,9 @@ def run_push(args: PushArgs) -> dict | None:
                          "pass the --output-dir of `interlace-hf prune` or `interlace-hf train`.")
     if not args.repo_id:
         raise ValueError("--repo-id is required: the Hub repo to push to, e.g. my-org/Interlace-Qwen3-VL-8B-25pc.")
+    from .args import validate_repo_id
+
+    validate_repo_id(args.repo_id, "--repo-id")
     if args.dry_run:
         from .card import card_context_from_checkpoint, render_model_card
 

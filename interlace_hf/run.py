@@ -70,6 +70,10 @@ class RunArgs:
             raise ValueError(f"drop_ratio must be in (0, 1), got {self.drop_ratio}.")
         if not isinstance(self.train, dict):
             raise ValueError("train: must be a mapping of `interlace-hf train` keys.")
+        if self.push_to_hub:
+            from .args import validate_repo_id
+
+            validate_repo_id(self.push_to_hub, "push_to_hub:")
 
 
 def load_run_recipe(path: str | Path, overrides: dict | None = None) -> RunArgs:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .data import Record, load_records, sample_indices
+from .data import Record, check_images, load_records, sample_indices
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -274,8 +274,12 @@ def _versions() -> dict:
 
 
 def resolve_device(device: str) -> str:
+    """`auto` -> `cuda` where there is a GPU, else `cpu`; a CUDA device on a machine without one is refused (before
+    any weight is loaded)."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available here; pass --device cpu (or auto).")
     return device
 
 
@@ -298,6 +302,7 @@ def run_similarity(args) -> SimilarityResult:
     from .processing import load_processor
 
     args.validate()
+    device = resolve_device(args.device)  # a CUDA device on a machine without one: refused before anything heavy
     config = read_model_config(args.model)  # a clear error for a model that is not Qwen3-VL, before anything heavy
     num_layers = config["text_config"]["num_hidden_layers"]
     too_big = [k for k in args.pack_sizes if k > num_layers]
@@ -312,7 +317,7 @@ def run_similarity(args) -> SimilarityResult:
     records, dataset_name = load_records(args.data, split=args.split, subset=args.subset)
     indices = sample_indices(len(records), args.sample_fraction, args.seed)
     samples = [records[i] for i in indices]
-    device = resolve_device(args.device)
+    check_images(samples, indices=indices)  # a broken image stops the run now, not in the middle of the pass
     dtype = resolve_dtype(args.dtype, device)
     model = load_model(args.model, dtype=dtype, device_map=device if device != "cpu" else None)
     processor = load_processor(args.model)

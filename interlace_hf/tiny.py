@@ -231,8 +231,9 @@ def build_tiny_processor(seed: int = 0) -> InterlaceQwen3VLProcessor:
         seed (`int`, *optional*, defaults to 0):
             Seed of the tokenizer's training corpus.
     """
-    from .processing import InterlaceQwen3VLProcessor
+    from .processing import InterlaceQwen3VLProcessor, register_processor
 
+    register_processor()  # its checkpoints ship the processor's code (see processing.register_processor)
     tokenizer = build_tiny_tokenizer(seed)
     return InterlaceQwen3VLProcessor(
         image_processor=build_tiny_image_processor(), tokenizer=tokenizer, chat_template=TINY_CHAT_TEMPLATE

@@ -345,20 +345,24 @@ def build_train_dataset(train_args: TrainArgs):
 
 
 def _image_size(image) -> tuple[int, int]:
-    """(width, height) of an image without decoding its pixels (a path, a PIL image, or datasets' undecoded dict)."""
+    """(width, height) of an image without decoding its pixels (a path, a PIL image, or datasets' undecoded dict).
+
+    The file is also checked whole (`PIL.Image.verify`: structure and checksums, no decoding), so a truncated image
+    stops the run here, before the model is loaded, rather than in the collator in the middle of training."""
+    import io
+
     from PIL import Image
 
     if isinstance(image, dict):
-        if image.get("bytes") is not None:
-            import io
-
-            with Image.open(io.BytesIO(image["bytes"])) as opened:
-                return opened.size
-        image = image.get("path")
-    if isinstance(image, (str, Path)):
-        with Image.open(image) as opened:  # reads the header only
-            return opened.size
-    return image.size
+        source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image.get("path")
+    elif isinstance(image, (str, Path)):
+        source = image
+    else:
+        return image.size
+    with Image.open(source) as opened:
+        size = opened.size
+        opened.verify()
+    return size
 
 
 def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batch_size: int = 256) -> list[int]:
@@ -380,7 +384,12 @@ def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batc
                                                        tokenize=False))
             image_tokens = 0
             for image in images:
-                width, height = _image_size(image)
+                try:
+                    width, height = _image_size(image)
+                except (OSError, SyntaxError) as err:  # missing, truncated or not an image (PIL raises both)
+                    from .data import image_error
+
+                    raise ValueError(image_error(image, err)) from None
                 image_tokens += image_processor.get_number_of_image_patches(height, width, size_kwargs) // merge**2 - 1
             extra.append(image_tokens)  # each image's single placeholder token becomes this many more
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]

@@ -22,6 +22,7 @@ class VerifyResult:
     same_greedy_tokens: bool
     pruned_answer: str
     format: str
+    fine_tuned: bool = False  # the checkpoint was fine-tuned: its tuned layers differ from the base by design
 
     @property
     def exact(self) -> bool:
@@ -52,8 +53,17 @@ def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: 
     from .processing import load_processor
     from .surgery import bypass_layers
 
+    from .hub import read_model_config
+
+    for path in (base, pruned):
+        read_model_config(path)  # a wrong path or another model: named, before anything is loaded
+    if not (Path(pruned) / "plan.json").is_file():
+        raise ValueError(f"PRUNED {pruned!r} has no plan.json, so it is not a checkpoint written by interlace-hf "
+                         "(prune, train or run); pass the pruned checkpoint directory as the second argument.")
     plan = Plan.load(Path(pruned))
-    fmt = (json.loads((Path(pruned) / "config.json").read_text()).get("interlace") or {}).get("format", "?")
+    config = json.loads((Path(pruned) / "config.json").read_text())
+    fmt = (config.get("interlace") or {}).get("format", "?")
+    fine_tuned = (Path(pruned) / "interlace_train.json").is_file()
     base_model = load_model(base, dtype=dtype).eval()
     pruned_model = load_model(pruned, dtype=dtype).eval()
     if base_model.config.text_config.num_hidden_layers != plan.num_layers:
@@ -80,4 +90,5 @@ def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: 
         same_greedy_tokens=torch.equal(expected_tokens, actual_tokens),
         pruned_answer=processor.batch_decode(actual_tokens[:, prompt_len:], skip_special_tokens=True)[0],
         format=fmt,
+        fine_tuned=fine_tuned,
     )

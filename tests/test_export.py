@@ -1,6 +1,7 @@
 """Saving pruned checkpoints in both formats, reloading them (also where interlace-hf is not installed), the CLI."""
 
 import json
+import shutil
 import os
 import re
 import subprocess
@@ -159,6 +160,35 @@ print("AutoModel", type(bare).__name__)
         assert all(line.split()[1].split(".")[0] in ("torch", "transformers", "") for line in imports), imports
 
 
+@pytest.mark.parametrize("fmt", ["interlace", "standard"])
+def test_pipeline_with_an_image_where_interlace_hf_is_not_installed(tiny_model_dir, tmp_path, fmt):
+    """Both formats, in a process that cannot import interlace_hf: AutoProcessor gives the real (image-only)
+    processor, not a bare tokenizer, and `pipeline(model=DIR)` answers a question about an image."""
+    model, plan = pruned_tiny(tiny_model_dir, (1,) if fmt == "interlace" else (4, 6))
+    out = save_pruned(model, plan, tmp_path / "out", format=fmt, processor_source=tiny_model_dir)
+    assert (out / "processing_interlace_qwen3_vl.py").read_bytes() == \
+        (tiny_model_dir / "processing_interlace_qwen3_vl.py").read_bytes()
+    script = f"""
+import sys
+sys.modules["interlace_hf"] = None  # interlace-hf is not importable here
+from PIL import Image
+from transformers import AutoProcessor, pipeline
+processor = AutoProcessor.from_pretrained({str(out)!r}, trust_remote_code=True)
+assert hasattr(processor, "image_processor"), type(processor)
+pipe = pipeline("image-text-to-text", model={str(out)!r}, trust_remote_code=True)
+messages = [{{"role": "user", "content": [{{"type": "image", "image": Image.new("RGB", (64, 64), "red")}},
+                                          {{"type": "text", "text": "What colour is the square?"}}]}}]
+answer = pipe(text=messages, max_new_tokens=4)[0]["generated_text"][-1]
+assert answer["role"] == "assistant" and isinstance(answer["content"], str), answer
+print("answered", type(processor).__name__, type(pipe.model).__name__)
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = "InterlaceQwen3VLForConditionalGeneration" if fmt == "interlace" else "Qwen3VLForConditionalGeneration"
+    assert f"answered InterlaceQwen3VLProcessor {expected}" in result.stdout
+
+
 @pytest.mark.parametrize("dropped", [(1,), (3, 7)])
 def test_pipeline_answers_on_a_pruned_checkpoint(tiny_model_dir, tmp_path, dropped, sample_image):
     model, plan = pruned_tiny(tiny_model_dir, dropped)
@@ -245,3 +275,21 @@ def test_cli_tiny_and_verify(tmp_path, capsys):
                  "--output-dir", str(tmp_path / "s")]) == 0
     assert main(["verify", str(tiny), str(tmp_path / "s"), "--image-size", "64", "--new-tokens", "3"]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+    # A fine-tuned checkpoint differs by design, and verify says so instead of MISMATCH.
+    finetuned = tmp_path / "ft"
+    shutil.copytree(tmp_path / "p", finetuned)
+    with torch.no_grad():
+        from safetensors.torch import load_file, save_file
+
+        weights = load_file(finetuned / "model.safetensors")
+        name = next(k for k in weights if ".layers.1." in k and k.endswith("up_proj.weight"))
+        weights[name] += 0.1
+        save_file(weights, finetuned / "model.safetensors", metadata={"format": "pt"})
+    (finetuned / "interlace_train.json").write_text("{}")
+    assert main(["verify", str(tiny), str(finetuned), "--image-size", "64", "--new-tokens", "3"]) == 0
+    assert "DIFFERENT, as expected: this checkpoint was fine-tuned" in capsys.readouterr().out
+    # Wrong paths are named as what they are.
+    assert main(["verify", str(tiny), str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in (err := capsys.readouterr().err) and "plan file" not in err
+    assert main(["verify", str(tmp_path / "p"), str(tiny)]) == 2
+    assert "has no plan.json, so it is not a checkpoint written by interlace-hf" in capsys.readouterr().err
