@@ -17,6 +17,27 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def read_recipe_file(path) -> dict:
+    """A YAML recipe as a mapping; a syntax error names the file, the line and the column."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not valid YAML{where}: {problem}.") from None
+    if recipe is None:
+        return {}
+    if not isinstance(recipe, dict):
+        raise ValueError(f"{path}: a recipe is a mapping of argument names to values.")
+    return recipe
+
+
 _REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 
 

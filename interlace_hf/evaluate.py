@@ -227,10 +227,12 @@ def _mc_fields(question: str, reference: str | None, raw: dict) -> tuple[tuple, 
 
 
 def _items_from_llava(task: str, manifest: Path, limit: int | None) -> list[EvalItem]:
-    from .data import load_records
+    from .data import check_images, load_records
 
     raw_items = json.loads(manifest.read_text())
     records, _ = load_records(str(manifest))
+    # a broken image stops here, before any model is loaded
+    check_images(records[:limit] if limit is not None else records, f"--data {task}={manifest}")
     items = []
     for index, (raw, record) in enumerate(zip(raw_items, records)):
         question, reference = record.turns[0]

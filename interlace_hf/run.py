@@ -78,14 +78,12 @@ class RunArgs:
 
 def load_run_recipe(path: str | Path, overrides: dict | None = None) -> RunArgs:
     """Read a run recipe; unknown keys are an error that names them."""
-    import yaml
+    from .args import read_recipe_file
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"--config {str(path)!r} does not exist; pass a run recipe (see recipes/run-tiny.yaml).")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of argument names to values.")
+        raise ValueError(f"--config {str(path)!r} does not exist; pass a run recipe (see recipes/run/tiny.yaml).")
+    data = read_recipe_file(path)
     data.update(overrides or {})
     names = {f.name for f in dataclasses.fields(RunArgs)}
     unknown = sorted(set(data) - names)

@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .args import TrainArgs
+from .args import TrainArgs, read_recipe_file
 
 logger = logging.getLogger(__name__)
 
@@ -59,24 +59,6 @@ def _given_flags(argv: list[str], names: set[str]) -> list[str]:
             if name in names:
                 given.append(name)
     return given
-
-
-def _read_recipe(path: Path) -> dict:
-    """A recipe file as a mapping, with YAML errors that name the file and the line."""
-    import yaml
-
-    try:
-        recipe = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ValueError(f"{path}: not valid YAML{where}: {problem}.") from None
-    if recipe is None:
-        return {}
-    if not isinstance(recipe, dict):
-        raise ValueError(f"{path}: a recipe is a mapping of argument names to values.")
-    return recipe
 
 
 def _apply_recipe_conventions(recipe: dict, path: Path) -> dict:
@@ -129,7 +111,7 @@ def parse_train_args(argv: list[str] | None = None):
         path = Path(known.config)
         if not path.is_file():
             raise ValueError(f"--config {known.config!r} does not exist; pass a recipe YAML (see recipes/).")
-        recipe = _apply_recipe_conventions(_read_recipe(path), path)
+        recipe = _apply_recipe_conventions(read_recipe_file(path), path)
         unknown = sorted(set(recipe) - allowed)
         if unknown:
             raise ValueError(
