@@ -42,14 +42,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .card import BENCH_FILE, format_parameters
 from .fileio import write_json_atomic
 from .flops import parameter_count
+from .runtime import DTYPES
 
 logger = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
-BENCH_FILE = "bench_results.json"  # the file `card.py` reads from a checkpoint directory
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 RESULTS_FORMAT = 1
 
 
@@ -251,13 +251,9 @@ def _validate_settings(image_size, prompt_tokens, new_tokens, repeats, warmup, d
 def _resolve_device(device: str):
     import torch
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}.")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} was asked for but torch sees no CUDA device; use --device cpu or auto.")
-    return torch.device(device)
+    from .runtime import resolve_device
+
+    return torch.device(resolve_device(device))
 
 
 def _device_name(device) -> str:
@@ -278,15 +274,11 @@ def _device_name(device) -> str:
 
 def _versions(device) -> dict[str, str]:
     import torch
-    import transformers
 
-    from .version import __version__
+    from .version import package_versions
 
-    versions = {"interlace-hf": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                "python": platform.python_version()}
-    if device.type == "cuda":
-        versions["cuda"] = str(torch.version.cuda)
-    return versions
+    cuda = {"cuda": str(torch.version.cuda)} if device.type == "cuda" else {}
+    return {**package_versions("torch", "transformers"), **cuda}
 
 
 def bench_command(models: list[str], **settings) -> str:
@@ -367,11 +359,9 @@ def build_prompt(processor, image_size: int, prompt_tokens: int, vision_config: 
 
 # --- models ----------------------------------------------------------------------------------------------------------
 def _torch_dtype(dtype: str, device):
-    import torch
+    from .runtime import resolve_dtype
 
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, dtype)
+    return resolve_dtype(dtype, str(device))
 
 
 def available_memory(device) -> int | None:
@@ -899,10 +889,6 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else spec.format(value)
 
 
-def _fmt_params(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
-
-
 def _ttft_speedup_cell(base_samples: list, row: dict) -> str:
     """The TTFT speed-up with its range over the rounds, or `noisy` when it may not be quoted (`card.speedup_claim`)."""
     from .card import speedup_claim
@@ -923,7 +909,7 @@ def format_bench_table(results: dict) -> str:
     base_ttft = results["models"][0]["ttft_ms"]["samples"]
     for row in results["models"]:
         rows.append((
-            row["name"], str(row["layers"]), _fmt_params(row["parameters"]),
+            row["name"], str(row["layers"]), format_parameters(row["parameters"]),
             f"{row['ttft_ms']['median']:.1f}", _ttft_speedup_cell(base_ttft, row),
             f"{row['prefill_ms']['median']:.1f}", f"{row['speedup']['prefill']:.2f}x", f"{row['ideal_speedup']:.2f}x",
             _fmt(row["decode_tokens_per_s"]["median"], "{:.1f}"), _fmt(row["speedup"]["decode"], "{:.2f}x"),

@@ -101,14 +101,11 @@ def _is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
 
 
-def _fmt_params(n: int | None) -> str:
+def format_parameters(n: int | None) -> str:
+    """A parameter count as people write it: 0.75M, 8.77B."""
     if n is None:
         return "-"
     return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
-
-
-def _yaml_scalar(value) -> str:
-    return json.dumps(value) if isinstance(value, str) and (":" in value or value.strip() != value) else str(value)
 
 
 def metadata(ctx: CardContext) -> dict:
@@ -202,8 +199,8 @@ def render_model_card(ctx: CardContext) -> str:
         num_dropped=len(ctx.plan.dropped_layers),
         layers_before=ctx.plan.num_layers,
         layers_after=ctx.plan.num_kept,
-        params_before=_fmt_params(ctx.params_before),
-        params_after=_fmt_params(ctx.params_after),
+        params_before=format_parameters(ctx.params_before),
+        params_after=format_parameters(ctx.params_after),
         plan=ctx.plan,
         trained=ctx.trained,
         datasets=ctx.datasets,

@@ -67,7 +67,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     args.validate_selection(args.model)
     from pathlib import Path
 
-    from .selection import plan_from_args
+    from .planning import plan_from_args
 
     depth = None
     if args.model is not None:

@@ -38,6 +38,9 @@ from typing import Any
 from .fileio import write_json_atomic
 from .metrics import METRICS, answer_index, parse_choices, relative_performance, score
 from .prepare import DOMAINS
+from .version import package_versions
+from .hub import HUB_ID
+from .runtime import DTYPES
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +49,7 @@ LETTER_ANSWER = "\nAnswer with the option's letter from the given choices direct
 VQA_MIN_ANSWERS = 3
 SYNTHETIC_DEFAULT_NUM = 200
 LLAVA_MANIFESTS = ("synthetic.json", "train.json")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def _check_source(task: str, source: str) -> None:
             raise ValueError(f"--data {task}={source}: a file must be a LLaVA-style .json; pass the .json, a dataset "
                              "directory or a Hub dataset id.")
         return
-    if source.startswith((".", "/", "~")) or path.suffix == ".json" or not _HUB_ID.fullmatch(source):
+    if source.startswith((".", "/", "~")) or path.suffix == ".json" or not HUB_ID.fullmatch(source):
         raise ValueError(f"--data {task}={source}: no such file or directory (and it is not a Hub dataset id of the "
                          "form org/name). Make a synthetic set with `interlace-hf data synthetic OUT`, or a domain set "
                          "with `interlace-hf data prepare --dataset chartqa ...`.")
@@ -305,20 +306,20 @@ def _label_names(dataset, column: str):
 
 def _generic_example(row: dict):
     """A row of a plain VQA table: `image` or `images`, `question`, `answer` (or `answers`)."""
-    from .prepare import _Example
+    from .prepare import Example
 
     images = row.get("images") or ([row["image"]] if row.get("image") is not None else [])
     answer = row.get("answer")
     if answer is None and row.get("answers"):
         answer = row["answers"][0]
     question = str(row.get("question") or "").strip()
-    return _Example(list(images), [(question, str(answer))] if question and answer is not None else [])
+    return Example(list(images), [(question, str(answer))] if question and answer is not None else [])
 
 
 def _items_from_dataset(task: str, source: str, split: str | None, default_split: str | None,
                         limit: int | None) -> tuple[list[EvalItem], int, str | None]:
     """The questions of a dataset in native columns, how many rows were skipped, and the split read."""
-    from .prepare import _CONVERTERS, detect_format
+    from .prepare import CONVERTERS, detect_format
 
     dataset, split = _load_dataset_split(source, split, default_split)
     columns = set(dataset.column_names)
@@ -336,7 +337,7 @@ def _items_from_dataset(task: str, source: str, split: str | None, default_split
     type_column = {"chartqa": "human_or_machine", "scienceqa": "subject"}.get(fmt)
     type_names = _label_names(dataset, type_column) if type_column in dataset.column_names else None
     items, skipped = [], 0
-    convert = _generic_example if fmt == "generic" else _CONVERTERS[fmt]
+    convert = _generic_example if fmt == "generic" else CONVERTERS[fmt]
     for index, row in enumerate(dataset):
         example = convert(row)
         if not example.images or not example.turns:
@@ -533,29 +534,8 @@ def score_task(task: EvalTask, predictions: Sequence[str]) -> dict:
     return result
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from .version import __version__
-
-    versions = {"interlace_hf": __version__}
-    for package in ("torch", "transformers", "datasets"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return versions
-
-
 def _today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).date().isoformat()
-
-
-def resolve_device_available(device: str) -> str:
-    """`auto` -> `cuda` where there is a GPU, else `cpu`; a CUDA device on a machine without one is refused."""
-    from .similarity import resolve_device
-
-    return resolve_device(device)
 
 
 def image_resolution(model_path: str, revision: str | None = None, *, min_pixels: int | None = None,
@@ -583,9 +563,9 @@ def _evaluate_loaded_tasks(model_path: str, tasks: Sequence[EvalTask], *, revisi
 
     from .export import load_model
     from .processing import load_processor
-    from .similarity import resolve_dtype
+    from .runtime import resolve_device, resolve_dtype
 
-    resolved = resolve_device_available(device)
+    resolved = resolve_device(device)
     model = load_model(model_path, revision=revision, dtype=resolve_dtype(dtype, resolved),
                        device_map=resolved if resolved != "cpu" else None).eval()
     processor = load_processor(model_path, revision=revision)
@@ -675,7 +655,7 @@ def evaluate_model(model_path: str, tasks: list[str] | str, *, data: dict[str, s
         "model": str(model_path),
         "tasks": {task.name: _task_entry(task, results[task.name], save_predictions) for task in loaded},
         "date": _today(),
-        "versions": _versions(),
+        "versions": package_versions("torch", "transformers", "datasets"),
         "settings": _settings(batch_size, max_new_tokens, limit, dtype, device, split, loaded, resolution),
     }
 
@@ -723,7 +703,7 @@ def card_eval_results(tasks: Mapping[str, Mapping], relative: float, date: str) 
             continue
         row = {"base": entry["base"], "pruned": entry["pruned"], "metric": entry["metric"]}
         source = str(entry.get("dataset") or "")
-        if _HUB_ID.fullmatch(source) and not Path(source).exists():
+        if HUB_ID.fullmatch(source) and not Path(source).exists():
             row["dataset"] = source
         out[name] = row
     return {"relative": relative, "date": date, "tasks": out}
@@ -788,7 +768,7 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
         "skipped": summary["skipped"],
         **({"note": summary["note"]} if "note" in summary else {}),
         "date": date,
-        "versions": _versions(),
+        "versions": package_versions("torch", "transformers", "datasets"),
         "settings": _settings(batch_size, max_new_tokens, limit, dtype, device, split, loaded, resolution),
     }
     if summary.get("note"):

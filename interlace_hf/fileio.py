@@ -112,13 +112,13 @@ def remove_stale_staging(output_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def write_json_atomic(path: str | os.PathLike, data) -> Path:
-    """Write `data` as indented JSON to `path` through a temporary sibling, so readers never see half a file."""
+def write_json_atomic(path: str | os.PathLike, data, indent: int | None = 2) -> Path:
+    """Write `data` as JSON to `path` through a temporary sibling, so readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        temporary.write_text(json.dumps(data, indent=indent) + "\n")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 # Files of a base checkpoint that travel with a pruned one (processor, tokenizer, chat template, generation).
@@ -25,6 +26,8 @@ PROCESSOR_FILE_PATTERNS = (
 )
 
 SUPPORTED_MODEL_TYPES = ("qwen3_vl", "interlace_qwen3_vl")
+# A Hub repo id as it may appear where a local path could too (`org/name`), for telling the two apart.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def resolve_checkpoint(model: str, revision: str | None = None, *, files_only: bool = False,

@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -33,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from .data import strip_image_placeholders
+from .version import package_versions
+from .fileio import write_json_atomic
+from .hub import HUB_ID
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,6 @@ DOMAINS = {
     "scienceqa": "derek-thomas/ScienceQA",
 }
 _FOUND_HELP = "pass a Hub dataset id (org/name), a local path or one of " + "|".join(DOMAINS)
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _SPLIT_NAMES = {"train", "test", "validation", "valid", "val", "dev", "eval", "evaluation"}
 _DATA_DIR_NAMES = _SPLIT_NAMES | {"data"}
 _DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv")
@@ -231,7 +232,7 @@ def _resolve(dataset: str) -> _Source:
         path = Path(dataset).expanduser()
         if path.exists():
             return _resolve_local(dataset, path.resolve())
-        if not _HUB_ID.fullmatch(dataset) or dataset.startswith((".", "/", "~")):
+        if not HUB_ID.fullmatch(dataset) or dataset.startswith((".", "/", "~")):
             raise _not_found(dataset, " (no such local path, and it is not a Hub id of the form org/name)")
     hub_id = DOMAINS[alias] if alias else dataset
     try:
@@ -433,7 +434,7 @@ def _count_stream(subset: _Subset, progress: bool) -> int:
 
 
 @dataclass
-class _Example:
+class Example:
     images: list
     turns: list[tuple[str, str]]
 
@@ -463,41 +464,41 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
-def _finevision_example(row: dict) -> _Example:
+def _finevision_example(row: dict) -> Example:
     turns = []
     for turn in row.get("texts") or []:
         user = strip_image_placeholders(_text(turn.get("user")))
         assistant = _text(turn.get("assistant"))
         if user.strip() or assistant.strip():
             turns.append((user, assistant))
-    return _Example(list(row.get("images") or []), turns)
+    return Example(list(row.get("images") or []), turns)
 
 
 def _single_image(row: dict) -> list:
     return [] if row.get("image") is None else [row["image"]]
 
 
-def _chartqa_example(row: dict) -> _Example:
+def _chartqa_example(row: dict) -> Example:
     labels = row.get("label")
     label = labels[0] if isinstance(labels, (list, tuple)) and labels else labels
-    return _Example(_single_image(row), _qa(row.get("query"), label))
+    return Example(_single_image(row), _qa(row.get("query"), label))
 
 
-def _textvqa_example(row: dict) -> _Example:
+def _textvqa_example(row: dict) -> Example:
     # ten annotators per question: keep the most frequent non-empty answer, the earliest one on a tie
     answers = [a.strip() for a in row.get("answers") or [] if a and a.strip()]
     counts = Counter(answers)
     answer = max(dict.fromkeys(answers), key=counts.__getitem__) if answers else ""
-    return _Example(_single_image(row), _qa(row.get("question"), answer))
+    return Example(_single_image(row), _qa(row.get("question"), answer))
 
 
-def _scienceqa_example(row: dict) -> _Example:
+def _scienceqa_example(row: dict) -> Example:
     # the paper's format: the question, then "A) ..." per choice; the answer as "B) ..."
     choices, answer = list(row.get("choices") or []), row.get("answer")
     if not choices or not isinstance(answer, int) or not 0 <= answer < len(choices):
-        return _Example(_single_image(row), [])
+        return Example(_single_image(row), [])
     question = _text(row.get("question")) + "\n" + "\n".join(f"{chr(65 + i)}) {c}" for i, c in enumerate(choices))
-    return _Example(_single_image(row), _qa(question, f"{chr(65 + answer)}) {choices[answer]}"))
+    return Example(_single_image(row), _qa(question, f"{chr(65 + answer)}) {choices[answer]}"))
 
 
 def _qa(question, answer) -> list[tuple[str, str]]:
@@ -505,7 +506,7 @@ def _qa(question, answer) -> list[tuple[str, str]]:
     return [(question, answer)] if question.strip() and answer.strip() else []
 
 
-_CONVERTERS = {
+CONVERTERS = {
     "finevision": _finevision_example,
     "chartqa": _chartqa_example,
     "textvqa": _textvqa_example,
@@ -577,19 +578,9 @@ def _llava_item(record_id: str, image_paths: list[str], turns: list[tuple[str, s
     return item
 
 
-def _write_json_atomic(path: Path, data, indent: int | None = 1) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        temporary.write_text(json.dumps(data, indent=indent))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _write_part(output_dir: Path, directory: str, part: dict) -> None:
     """A finished subset's records and counts; its presence marks the subset done for a resumed run."""
-    _write_json_atomic(output_dir / PARTS / f"{directory}.json", part, indent=None)
+    write_json_atomic(output_dir / PARTS / f"{directory}.json", part, indent=None)
 
 
 def _images_dir_name(subset: str) -> str:
@@ -635,7 +626,7 @@ class _SubsetWriter:
             except ValueError as err:
                 raise ValueError(f"subset {self.subset!r}: {err}") from None
         self.stats["examined"] += 1
-        example = _CONVERTERS[self.format](row)
+        example = CONVERTERS[self.format](row)
         if len(example.images) > self.max_images:
             self.stats["skipped_too_many_images"] += 1
             return None
@@ -768,20 +759,6 @@ def _settings(dataset, source, split, fraction, sampling, seed, max_images, subs
             "seed": seed, "max_images": max_images, "subsets": list(subsets)}
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from .version import __version__
-
-    versions = {"interlace_hf": __version__}
-    for package in ("datasets", "huggingface_hub", "pillow", "numpy", "pyarrow"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return versions
-
-
 def _validate(fraction, sampling, seed, max_images, split) -> None:
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise ValueError(f"--fraction must be in (0, 1], got {fraction!r} (the paper used 0.01 of FineVision).")
@@ -881,7 +858,7 @@ def prepare_dataset(
     if state == "overwrite":
         shutil.rmtree(output_dir)
     if state != "resume":
-        _write_json_atomic(output_dir / PARTS / SETTINGS, settings)
+        write_json_atomic(output_dir / PARTS / SETTINGS, settings, indent=1)
 
     parts = []
     for name in names:
@@ -897,10 +874,11 @@ def prepare_dataset(
     summary = PrepareSummary(
         output_dir=output_dir, dataset=dataset, source=source.location, layout=source.layout, split=split,
         fraction=fraction, sampling=sampling, seed=seed, max_images=max_images,
-        subsets=tuple(SubsetSummary(**part["stats"]) for part in parts), versions=_versions(),
+        subsets=tuple(SubsetSummary(**part["stats"]) for part in parts),
+        versions=package_versions("datasets", "huggingface_hub", "pillow", "numpy", "pyarrow"),
     )
-    _write_json_atomic(output_dir / MANIFEST, [record for part in parts for record in part["records"]])
-    _write_json_atomic(output_dir / SUMMARY, summary.to_dict())  # written last: it marks the prepare finished
+    write_json_atomic(output_dir / MANIFEST, [record for part in parts for record in part["records"]], indent=1)
+    write_json_atomic(output_dir / SUMMARY, summary.to_dict(), indent=1)  # written last: it marks the prepare finished
     shutil.rmtree(output_dir / PARTS, ignore_errors=True)
     if summary.counted_while_streaming:
         logger.warning("counted by streaming (no row count in the metadata): %s", summary.counted_while_streaming)

@@ -33,7 +33,7 @@ def _human(size: int | None) -> str:
 def _choose_plan(args, config: dict, depth: int):
     """The plan of a prune (None for sleb, which needs the model) and the similarity tables behind it."""
     from .plan import parse_layer_list
-    from .selection import plan_from_args
+    from .planning import plan_from_args
 
     if args.plan is not None:
         plan, tables = Plan.load(args.plan), None
@@ -78,7 +78,7 @@ def run_prune(args: PruneArgs) -> Path | None:
         return None
 
     from .export import load_model, prune_and_save
-    from .selection import plan_from_args
+    from .planning import plan_from_args
 
     start = time.perf_counter()
     model = load_model(args.model, revision=args.model_revision, dtype=args.dtype)
@@ -98,7 +98,7 @@ def run_prune(args: PruneArgs) -> Path | None:
     if api is not None:
         report = push_checkpoint(api, out, args.push_to_hub, private=args.private, revision=args.revision,
                                  create_pr=args.create_pr, commit_message=args.commit_message)
-        print(_push_summary(report))
+        print(push_summary(report))
     return out
 
 
@@ -111,7 +111,7 @@ def push_checkpoint(api, directory, repo_id: str, **kwargs) -> dict:
     return push_directory(api, directory, repo_id, **kwargs)
 
 
-def _push_summary(report: dict) -> str:
+def push_summary(report: dict) -> str:
     where = report["pr_url"] or f"https://huggingface.co/{report['repo_id']}"
     return (f"pushed to {report['repo_id']}: {len(report['uploaded'])} files uploaded, {len(report['skipped'])} "
             f"already there ({len(report['commits'])} commits) -> {where}")
@@ -143,7 +143,7 @@ def run_push(args: PushArgs) -> dict | None:
     api = check_push_access(args.repo_id, args.token)
     report = push_checkpoint(api, directory, args.repo_id, private=args.private, revision=args.revision,
                              create_pr=args.create_pr, commit_message=args.commit_message)
-    print(_push_summary(report))
+    print(push_summary(report))
     return report
 
 
@@ -261,7 +261,7 @@ def run_publish(args: PublishArgs) -> dict:
             continue
         directory = _build_variant(args, v, tables)
         report = push_checkpoint(api, directory, v["repo_id"], private=args.private)
-        print(_push_summary(report))
+        print(push_summary(report))
         record.update(pushed=True, directory=str(directory), plan=v["plan"].to_dict())
         save_state()
 

@@ -306,10 +306,10 @@ class Pipeline:
 
     def _push(self, final: Path) -> None:
         from .hub import check_push_access
-        from .publish import _push_summary, push_checkpoint
+        from .publish import push_summary, push_checkpoint
 
         api = check_push_access(self.args.push_to_hub)
-        print(_push_summary(push_checkpoint(api, final, self.args.push_to_hub)))
+        print(push_summary(push_checkpoint(api, final, self.args.push_to_hub)))
 
     def _final_report(self, final: Path) -> dict:
         from .card import parameter_counts

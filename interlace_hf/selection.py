@@ -367,7 +367,7 @@ def select_layers(
     if strategy in ("shortgpt", "angular"):
         extra["tune_baselines"] = bool(tune_baselines)
         if tune_baselines:
-            tuned = _neighbors_of(dropped, num_layers)
+            tuned = neighbors_of(dropped, num_layers)
 
     metadata.update(extra)
     if similarities.sources:
@@ -595,7 +595,7 @@ def _select_angular(tables: SimilarityTables, n: int, protected: frozenset[int])
     return list(range(start, start + n)), [], [], {"start": start, "angular_distance": distance}
 
 
-def _neighbors_of(dropped: list[int], num_layers: int) -> list[int]:
+def neighbors_of(dropped: list[int], num_layers: int) -> list[int]:
     """For each dropped layer, the next surviving layer (the previous one past the end of the model), deduplicated."""
     gone = set(dropped)
     tuned = set()
@@ -605,48 +605,3 @@ def _neighbors_of(dropped: list[int], num_layers: int) -> list[int]:
             after = next(j for j in range(layer - 1, -1, -1) if j not in gone)  # a plan keeps at least one layer
         tuned.add(after)
     return sorted(tuned)
-
-
-def plan_from_args(args, *, num_layers: int | None = None, model=None) -> tuple[Plan, SimilarityTables | None]:
-    """Step 2 as the CLI or a recipe describes it (an `args.SelectionArgs`).
-
-    Args:
-        args: the selection fields (`strategy`, `drop_ratio` / `num_drop`, `similarities` or `hs_pack*_path`, ...).
-        num_layers: depth of the model, when known (checked against the similarity files).
-        model: for `sleb`, an already loaded model (otherwise `args.model` is loaded; torch is imported only then).
-
-    Returns:
-        the plan, and the similarity tables it was made from (None for `sleb` / `random` without files).
-    """
-    from .plan import parse_layer_list
-
-    protected = parse_layer_list(args.protect, "--protect") if args.protect else ()
-    tables = None
-    if args.similarities or args.pack_paths:
-        tables = load_similarity_tables(
-            args.similarities, pack_paths=args.pack_paths or None, num_layers=args.num_layers or num_layers
-        )
-        if num_layers is not None and tables.num_layers != num_layers:
-            raise ValueError(
-                f"the similarity files describe a {tables.num_layers}-layer model but the model has {num_layers} "
-                "layers; compute them on this model with `interlace-hf similarity`."
-            )
-    if args.strategy == "sleb":
-        from .sleb import run_sleb
-
-        return run_sleb(args, protected, model=model), tables
-    if tables is None:
-        depth = args.num_layers or num_layers
-        if depth is None:
-            raise ValueError(f"--strategy {args.strategy} needs the model depth: pass --num-layers N or --model M.")
-        tables = SimilarityTables(depth, {})
-    plan = select_layers(
-        tables,
-        args.strategy,
-        drop_ratio=args.drop_ratio,
-        num_drop=args.num_drop,
-        seed=args.seed,
-        protected_layers=protected,
-        tune_baselines=args.tune_baselines,
-    )
-    return plan, tables

@@ -28,22 +28,18 @@ from pathlib import Path
 import torch
 
 from .data import Record, check_images, load_records, sample_indices
-from .version import __version__
+from .version import package_versions
+from .runtime import resolve_device, resolve_dtype
+from .fileio import write_json_atomic
+from .selection import SUMMARY_FILE
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_FILE = "similarity_summary.json"
 PROGRESS_FILE = "similarity_progress.json"
 
 
 def similarity_file_name(model_name: str, dataset_name: str, pack_size: int) -> str:
     return f"{model_name}_{dataset_name}_pack{pack_size}_hidden_state_similarities.json"
-
-
-def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 class BlockSimilarityRecorder:
@@ -208,7 +204,7 @@ def compute_similarities(
 
     def flush():
         if out is not None:
-            _write_json_atomic(out / PROGRESS_FILE, {"fingerprint": fingerprint, "settings": settings, "done": done,
+            write_json_atomic(out / PROGRESS_FILE, {"fingerprint": fingerprint, "settings": settings, "done": done,
                                                      "scores": scores})
 
     from tqdm.auto import tqdm
@@ -249,7 +245,7 @@ def compute_similarities(
     files = {}
     for k in pack_sizes:
         path = out / similarity_file_name(model_name, dataset_name, k)
-        _write_json_atomic(path, {str(i): v for i, v in scores[k].items()})
+        write_json_atomic(path, {str(i): v for i, v in scores[k].items()}, indent=1)
         files[k] = path
     summary = {
         "model": settings.get("model", model_name),
@@ -260,38 +256,11 @@ def compute_similarities(
         "means": {str(k): v for k, v in result.means().items()},
         "files": {str(k): p.name for k, p in files.items()},
         "settings": settings,
-        "versions": _versions(),
+        "versions": package_versions("torch", "transformers"),
     }
-    _write_json_atomic(out / SUMMARY_FILE, summary)
+    write_json_atomic(out / SUMMARY_FILE, summary, indent=1)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     return SimilarityResult(scores=scores, num_layers=num_layers, num_samples=len(records), files=files)
-
-
-def _versions() -> dict:
-    import transformers
-
-    return {"interlace_hf": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
-def resolve_device(device: str) -> str:
-    """`auto` -> `cuda` where there is a GPU, else `cpu`; a CUDA device on a machine without one is refused (before
-    any weight is loaded)."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here; pass --device cpu (or auto).")
-    return device
-
-
-def resolve_dtype(dtype: str, device: str):
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    except KeyError:
-        raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {dtype!r}.") from None
 
 
 def run_similarity(args) -> SimilarityResult:

@@ -115,7 +115,7 @@ def select_sleb(
         )
     from tqdm.auto import tqdm
 
-    from .selection import _neighbors_of
+    from .selection import neighbors_of
 
     batches = build_loss_batches(processor, records, batch_size, answer_only=answer_only)
     was_training = model.training
@@ -145,7 +145,7 @@ def select_sleb(
         bar.close()
         model.train(was_training)
     # The same neighbours as shortgpt / angular: the next survivor, or the one before past the end of the model.
-    tuned = _neighbors_of(dropped, num_layers) if tune_baselines else []
+    tuned = neighbors_of(dropped, num_layers) if tune_baselines else []
     return Plan(
         num_layers=num_layers,
         dropped_layers=tuple(dropped),

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from pathlib import Path
 
 from .args import TestbedCompareArgs, TestbedTrainArgs
 from .fileio import atomic_output_dir, check_output_dir, write_json_atomic
+from .version import package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -217,17 +217,6 @@ def unseen_accuracy(heldout_manifest: Path, seen: list[bool], scores: list[float
 
 # --------------------------------------------------------------------------------------------------------- training
 
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
-    import trl
-
-    from .version import __version__
-
-    return {"interlace_hf": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "trl": trl.__version__, "python": sys.version.split()[0]}
-
-
 def resolved_train_settings(args: TestbedTrainArgs) -> dict:
     size = SIZES[args.size]
     steps = args.steps or size.steps
@@ -263,9 +252,9 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
     if out.is_dir() and any(out.iterdir()) and not (out / "data").is_dir():
         raise ValueError(f"OUTPUT_DIR {str(out)!r} is not empty and is not a testbed; choose a new directory or pass "
                          "--overwrite.")
-    from .evaluate import resolve_device_available
+    from .runtime import resolve_device
 
-    device = resolve_device_available(args.device)
+    device = resolve_device(args.device)
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
@@ -303,7 +292,7 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
         "seconds": {"data": round(data_seconds, 1), "train": round(train_seconds, 1)},
         "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(),
-        "versions": _versions(),
+        "versions": package_versions("torch", "transformers", "trl"),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line("train", args, always=("size", "seed")),
     }
@@ -434,9 +423,9 @@ class Comparison:
             if math.floor(self.num_layers * ratio + 1e-9) < 1:
                 raise ValueError(f"--drop-ratios {ratio}: {self.num_layers} x {ratio} rounds down to 0 layers; use a "
                                  f"ratio of at least {1 / self.num_layers:.3f}.")
-        from .evaluate import resolve_device_available
+        from .runtime import resolve_device
 
-        self.device = resolve_device_available(args.device)
+        self.device = resolve_device(args.device)
         self.ft_lr = args.finetune_learning_rate or self.testbed["settings"]["learning_rate"] / 10
         self.num_finetune = max(args.finetune_batch_size,
                                 round(args.finetune_fraction * self.testbed["settings"]["num_train"]))
@@ -607,7 +596,7 @@ class Comparison:
                          "finetune_samples": self.num_finetune, "device": self.device},
             "rows": rows,
             "bench": {_pc(r): str(self.results_dir / f"bench-{_pc(r)}.json") for r in a.drop_ratios},
-            "versions": _versions(),
+            "versions": package_versions("torch", "transformers", "trl"),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": command_line("compare", a, always=("drop_ratios", "strategies")),
         }

@@ -270,7 +270,7 @@ def load_for_training(train_args: TrainArgs, seed: int, attn_implementation: str
     from .export import load_model
     from .hub import read_model_config, resolve_checkpoint
     from .plan import Plan
-    from .selection import plan_from_args
+    from .planning import plan_from_args
     from .surgery import current_kept_layers, prune_model
 
     config = read_model_config(train_args.model, train_args.revision)

@@ -28,7 +28,9 @@ from interlace_hf.bench import PeakMemory, benchmark_model
 def _setup(model_dir: str, data: str, num_records: int, device: str):
     import torch
 
-    import interlace_hf  # noqa: F401  (registers the classes)
+    import interlace_hf
+
+    interlace_hf.register()
     from interlace_hf.data import load_records
     from interlace_hf.export import load_model
     from interlace_hf.processing import load_processor

@@ -10,7 +10,11 @@ HUB = start_session_hub(tokens={"hf_alice_write": "alice", "hf_bob_write": "bob"
 
 import pytest  # noqa: E402
 
+import interlace_hf  # noqa: E402
 from interlace_hf.processing import load_processor  # noqa: E402
+
+# The tests load checkpoints with plain `AutoModelForImageTextToText.from_pretrained`, as users do after registering.
+interlace_hf.register()
 from interlace_hf.tiny import build_tiny_model, tiny_example_conversations, tiny_example_inputs  # noqa: E402
 
 

@@ -248,7 +248,7 @@ def test_flops_module_imports_no_torch():
             "'num_attention_heads': 1, 'vocab_size': 4}, 'vision_config': {'hidden_size': 4, 'intermediate_size': 4, "
             "'depth': 1, 'out_hidden_size': 8}}, 1, 32)['total'])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
-                            env={"INTERLACE_HF_NO_REGISTER": "1", "PATH": ""})
+                            env={"PATH": ""})
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 0
 
@@ -270,7 +270,7 @@ def test_model_that_is_not_qwen3_vl(tmp_path, tiny_model_dir):
     ({"new_tokens": 1}, r"--new-tokens must be an integer >= 2"),
     ({"image_size": 16}, r"--image-size must be an integer >= 32"),
     ({"dtype": "int8"}, r"--dtype must be one of auto, float32, bfloat16, float16"),
-    ({"device": "tpu"}, r"--device must be auto, cpu, cuda or cuda:N"),
+    ({"device": "tpu"}, r"--device must be auto, cpu, cuda, cuda:N or mps"),
     ({"config": "qwen3-vl-8b"}, r"--config names the model to build with random weights; pass --random-weights"),
 ])
 def test_bad_settings(tiny_model_dir, kwargs, match):

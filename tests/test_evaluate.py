@@ -201,7 +201,7 @@ def test_metric_modules_import_without_torch():
             "import interlace_hf.integrations.vlmevalkit, interlace_hf.integrations.lmms_eval_plugin\n"
             "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={"INTERLACE_HF_NO_REGISTER": "1", "PATH": ""})
+                          env={"PATH": ""})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
 
@@ -455,7 +455,7 @@ def test_base_vs_pruned_and_card(tiny_model_dir, pruned_dir, synthetic_dir, tmp_
         assert result["skipped"] == ["synthetic"] and "synthetic" in result["note"]
         assert result["relative"] == pytest.approx(echoed["pruned"]) and result["relative_tasks"] == ["echo"]
     assert result["settings"]["batch_size"] == 4 and result["settings"]["decoding"] == "greedy"
-    assert {"interlace_hf", "torch", "transformers"} <= set(result["versions"])
+    assert {"interlace-hf", "torch", "transformers"} <= set(result["versions"])
 
     written = json.loads((pruned_dir / EVAL_FILE).read_text())
     assert written["relative"] == result["relative"] and written["tasks"]["echo"]["base"] == 1.0
@@ -619,7 +619,8 @@ def test_vlmevalkit_config(tmp_path, pruned_dir):
     with pytest.raises(ValueError, match="already exists"):
         write_vlmevalkit_config(path, {"interlace": str(interlace_dir)}, ["mme"])
     command = vlmevalkit_launch_command(path)
-    assert command.startswith("python -c ") and "import sys, runpy, interlace_hf" in command and str(path) in command
+    assert command.startswith("python -c ") and str(path) in command
+    assert "import sys, runpy, interlace_hf; interlace_hf.register()" in command
     assert vlmevalkit_launch_command(path, import_interlace=False) == f"python run.py --config {path}"
     # vLLM would run an interlace-format checkpoint without deepstack: refused; a standard one is fine.
     with pytest.raises(ValueError, match=r"use_vllm=True with interlace-format checkpoint\(s\) \['interlace'\]"):

@@ -117,7 +117,7 @@ def test_pure_modules_import_without_torch():
         "print('ok')\n"
     )
     env_code = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={"INTERLACE_HF_NO_REGISTER": "1", "PATH": ""}
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""}
     )
     assert env_code.returncode == 0, env_code.stderr
     assert env_code.stdout.strip() == "ok"

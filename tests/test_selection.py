@@ -490,7 +490,7 @@ def test_selection_and_layermap_import_without_torch():
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        env={"INTERLACE_HF_NO_REGISTER": "1", "PATH": ""},
+        env={"PATH": ""},
         check=False,
     )
     assert result.returncode == 0, result.stderr

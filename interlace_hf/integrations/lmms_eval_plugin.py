@@ -105,15 +105,15 @@ class InterlaceLMM:
             batch_size = int(batch_size)
         except (TypeError, ValueError):
             raise ValueError(f"batch_size must be an integer for the `interlace` model, got {batch_size!r}.") from None
-        from ..evaluate import resolve_device_available, validate_eval_args
+        from ..evaluate import validate_eval_args
         from ..export import load_model
         from ..processing import load_processor
-        from ..similarity import resolve_dtype
+        from ..runtime import resolve_device, resolve_dtype
 
         # the checks of `interlace-hf eval` (batch size, token limit, dtype, device), before any weight is read
         validate_eval_args("synthetic", batch_size=batch_size, max_new_tokens=int(max_new_tokens), dtype=dtype,
                            device=device or "auto")
-        resolved = resolve_device_available(device or "auto")
+        resolved = resolve_device(device or "auto")
         self._model = load_model(str(pretrained), revision=revision, dtype=resolve_dtype(dtype, resolved),
                                  device_map=resolved if resolved != "cpu" else None).eval()
         self.processor = load_processor(str(pretrained), revision=revision)

@@ -8,7 +8,7 @@ The format (VLMEvalKit's `run.py --help`; there are only these two top-level key
 `run.py` builds each model as `vlmeval.vlm.<class>(**kwargs)` and each dataset as `vlmeval.dataset.<class>(...)`;
 model and dataset keys name the prediction and score files. `Qwen3VLChat` loads with
 `AutoModelForImageTextToText.from_pretrained` and no remote code: a `standard`-format checkpoint loads as it is,
-an `interlace`-format one only once `import interlace_hf` has registered its classes, which is what
+an `interlace`-format one only once `interlace_hf.register()` has registered its classes, which is what
 `vlmevalkit_launch_command` does before running `run.py`.
 """
 
@@ -158,7 +158,7 @@ def vlmevalkit_config(models: Mapping[str, str], datasets: Sequence[str] | Mappi
 
 def needs_interlace_import(config: Mapping) -> list[str]:
     """The config's models that are local `interlace`-format checkpoints: VLMEvalKit loads them only after
-    `import interlace_hf` (Hub ids cannot be checked offline; a `standard` export needs nothing)."""
+    `interlace_hf.register()` (Hub ids cannot be checked offline; a `standard` export needs nothing)."""
     return [name for name, entry in config.get("model", {}).items()
             if _checkpoint_format(entry.get("model_path", "")) == "interlace"]
 
@@ -167,12 +167,12 @@ def vlmevalkit_launch_command(config_path: str | os.PathLike, *, run_py: str = "
                               work_dir: str | None = None, import_interlace: bool = True) -> str:
     """The shell command that runs VLMEvalKit on a config (from the VLMEvalKit checkout).
 
-    With `import_interlace` it runs `run.py` after `import interlace_hf`, which registers the Interlace classes with
+    With `import_interlace` it runs `run.py` after `interlace_hf.register()`, which registers the Interlace classes with
     transformers' Auto classes so `Qwen3VLChat` loads `interlace`-format checkpoints with no remote code."""
     args = ["--config", str(config_path)] + (["--work-dir", str(work_dir)] if work_dir else [])
     if not import_interlace:
         return shlex.join(["python", run_py, *args])
-    code = (f"import sys, runpy, interlace_hf; sys.argv = {[run_py, *args]!r}; "
+    code = (f"import sys, runpy, interlace_hf; interlace_hf.register(); sys.argv = {[run_py, *args]!r}; "
             f"runpy.run_path({run_py!r}, run_name='__main__')")
     return shlex.join(["python", "-c", code])
 
@@ -194,7 +194,7 @@ def write_vlmevalkit_config(path: str | os.PathLike, models: Mapping[str, str],
     path.write_text(json.dumps(config, indent=2) + "\n")
     interlace = needs_interlace_import(config)
     if interlace:
-        logger.warning("%s: interlace-format checkpoint(s) %s load in VLMEvalKit only after `import interlace_hf`; "
+        logger.warning("%s: interlace-format checkpoint(s) %s load in VLMEvalKit only after `interlace_hf.register()`; "
                        "run: %s", path, interlace, vlmevalkit_launch_command(path))
     else:
         logger.info("run from a VLMEvalKit checkout: %s", vlmevalkit_launch_command(path))

@@ -1,0 +1,86 @@
+"""The package's shape, checked from its source: a torch-free core that imports without any environment switch, no
+import cycle among its modules (lazy, function-level imports included), and no private name used across modules."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "interlace_hf"
+
+
+def test_the_core_imports_without_torch():
+    """What the pure core needs: no torch, no environment variable; and `import interlace_hf` registers nothing."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import interlace_hf, interlace_hf.selection, interlace_hf.plan, interlace_hf.card, interlace_hf.layermap\n"
+            "import interlace_hf.args, interlace_hf.planning, interlace_hf.flops, interlace_hf.fileio\n"
+            "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+    code = ("import sys, interlace_hf, interlace_hf.selection, interlace_hf.card\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""})
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr[-2000:]
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+def _imports(name: str, path: Path, modules: dict) -> list[tuple[str, list[str], int]]:
+    """(module imported, names imported, line) for every `interlace_hf` import in the file, at any depth."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.startswith("interlace_hf"):
+                found.append((target, [a.name for a in node.names], node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, [], node.lineno) for a in node.names if a.name.startswith("interlace_hf")]
+    return found
+
+
+def test_no_import_cycles():
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for target, names, _ in _imports(name, path, modules):
+            for candidate in [target, *(f"{target}.{n}" for n in names)]:
+                # importing a submodule runs its package's __init__ too: a module's own parents are not edges
+                if candidate in modules and candidate != name and not name.startswith(candidate + "."):
+                    edges.add(candidate)
+        graph[name] = edges
+    cycles, state = [], {}
+
+    def visit(node, trail):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_private_name_is_imported_across_modules():
+    modules = _modules()
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{line} imports {n} from {target}"
+                 for name, path in modules.items() for target, names, line in _imports(name, path, modules)
+                 for n in names if n.startswith("_") and not n.startswith("__")]
+    assert not offenders, offenders
