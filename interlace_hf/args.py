@@ -17,6 +17,12 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _flags(name: str) -> list[str]:
+    """Both spellings of a field's flag, `--drop-ratio` and `--drop_ratio` (HfArgumentParser, and so TRL and
+    `interlace-hf train`, accept both too): one convention for every command."""
+    return [_flag(name)] + ([f"--{name}"] if "_" in name else [])
+
+
 def read_recipe_file(path) -> dict:
     """A YAML recipe as a mapping; a syntax error names the file, the line and the column."""
     from pathlib import Path
@@ -421,16 +427,16 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             (item,) = typing.get_args(kind)
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
             shown = f" (default: {' '.join(map(str, default))})" if default else ""
-            parser.add_argument(_flag(f.name), dest=f.name, type=item, nargs="+", default=default,
+            parser.add_argument(*_flags(f.name), dest=f.name, type=item, nargs="+", default=default,
                                 help=f"{kwargs['help']}{shown}")
             continue
         if kind is bool:
-            parser.add_argument(_flag(f.name), dest=f.name, action="store_true", **kwargs)
+            parser.add_argument(*_flags(f.name), dest=f.name, action="store_true", **kwargs)
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         if default not in (None, ""):
             kwargs["help"] = f"{kwargs['help']} (default: {default})"
-        parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=default, **kwargs)
+        parser.add_argument(*_flags(f.name), dest=f.name, type=kind, default=default, **kwargs)
 
 
 def from_namespace(cls: type, namespace: argparse.Namespace):

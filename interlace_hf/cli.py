@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="the whole method from one recipe: data -> ... -> card (-> push)",
                          description="the whole method from one recipe, resumable stage by stage")
     run.add_argument("--config", required=True, help="a run recipe (see recipes/run/)")
-    run.add_argument("--output-dir", default=None, help="override the recipe's output_dir")
+    run.add_argument("--output-dir", "--output_dir", default=None, help="override the recipe's output_dir")
     run.add_argument("--model", default=None, help="override the recipe's model")
     run.set_defaults(func=_cmd_run)
     # `train` parses its own flags (TrainArgs + the trainer's SFTConfig fields, which import torch): see main().

@@ -84,3 +84,21 @@ def test_no_private_name_is_imported_across_modules():
                  for name, path in modules.items() for target, names, line in _imports(name, path, modules)
                  for n in names if n.startswith("_") and not n.startswith("__")]
     assert not offenders, offenders
+
+
+def test_every_flag_takes_dashes_or_underscores():
+    """One convention for users, the ecosystem's: HfArgumentParser (TRL, `interlace-hf train`) accepts `--drop_ratio`
+    and `--drop-ratio`; so does every other command."""
+    from interlace_hf.cli import build_parser
+
+    parser = build_parser()
+    dashed = parser.parse_args(["prune", "M", "--drop-layers", "3", "--output-dir", "o", "--sample-fraction", "0.5"])
+    underscored = parser.parse_args(["prune", "M", "--drop_layers", "3", "--output_dir", "o", "--sample_fraction",
+                                     "0.5"])
+    assert vars(dashed) == vars(underscored)
+    run = parser.parse_args(["run", "--config", "r.yaml", "--output_dir", "x"])
+    assert run.output_dir == "x"
+    from interlace_hf.train import parse_train_args
+
+    one = parse_train_args(["--model", "m", "--dataset", "d", "--learning-rate", "2e-5", "--max_steps", "3"])[1]
+    assert one.learning_rate == 2e-5 and one.max_steps == 3

@@ -181,7 +181,7 @@ def test_card_metadata_parses_and_the_tiny_card_matches_its_snapshot():
     assert card.data.eval_results[0].metric_value == 0.45
     assert "**1.25x faster (range 1.25-1.26x over 3 rounds; FLOP ideal 1.31x)**" in text
     assert "90.0%" in text and "trust_remote_code=True" in text
-    snapshot = Path(__file__).resolve().parents[1] / "model_cards" / "example-tiny-interlace-25pc.md"
+    snapshot = Path(__file__).resolve().parents[1] / "interlace_hf" / "model_cards" / "example-tiny-interlace-25pc.md"
     if os.environ.get("INTERLACE_HF_UPDATE_SNAPSHOTS"):
         snapshot.write_text(text)
     assert text == snapshot.read_text(), (
