@@ -35,7 +35,8 @@ from .selection import SUMMARY_FILE
 
 logger = logging.getLogger(__name__)
 
-PROGRESS_FILE = "similarity_progress.json"
+PROGRESS_FILE = "similarity_progress.json"  # the run's settings, written once when it starts
+BATCHES_FILE = "similarity_progress.jsonl"  # one line per scored batch, appended: a flush costs what is new only
 
 
 def similarity_file_name(model_name: str, dataset_name: str, pack_size: int) -> str:
@@ -147,6 +148,45 @@ def _fingerprint(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def load_progress(out: str | os.PathLike) -> dict | None:
+    """A partial run in `out`: `{"fingerprint", "settings", "done", "scores"}`, or None when there is none.
+
+    The batches log is read up to its last complete line; a line cut off by a crash is dropped (and cut from the
+    file), so its batch is scored again.
+    """
+    out = Path(out)
+    if not (out / PROGRESS_FILE).is_file():
+        return None
+    header = json.loads((out / PROGRESS_FILE).read_text())
+    done, scores, good_bytes = 0, None, 0
+    path = out / BATCHES_FILE
+    if path.is_file():
+        with open(path, "rb") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    break
+                if not line.endswith(b"\n"):
+                    break
+                batch = {int(k): {int(i): v for i, v in blocks.items()} for k, blocks in entry["scores"].items()}
+                if scores is None:
+                    scores = {k: {i: [] for i in blocks} for k, blocks in batch.items()}
+                for k, blocks in batch.items():
+                    for i, values in blocks.items():
+                        scores[k][i].extend(values)
+                done = entry["done"]
+                good_bytes += len(line)
+        if good_bytes < path.stat().st_size:
+            with open(path, "r+b") as handle:
+                handle.truncate(good_bytes)
+    if scores is None:
+        num_layers, packs = header["settings"]["num_layers"], header["settings"]["pack_sizes"]
+        scores = {k: {i: [] for i in range(num_layers - k + 1)} for k in packs}
+    return {"fingerprint": header.get("fingerprint"), "settings": header.get("settings"), "done": done,
+            "scores": scores}
+
+
 def compute_similarities(
     model,
     processor,
@@ -170,7 +210,8 @@ def compute_similarities(
         records: the calibration samples, in order.
         pack_sizes: block sizes k to score.
         batch_size: samples per forward pass (padding is excluded from the averages).
-        output_dir: where the files go; with it, partial results are flushed there and a rerun resumes.
+        output_dir: where the files go; with it, each batch's scores are appended to a log there (flushed to disk
+            every `flush_seconds`; the cost of a flush does not grow with the run) and a rerun resumes.
         model_name, dataset_name: used in the output file names.
         settings: what defines the run (model, data, seed, ...); a resume with other settings is refused.
         flush_seconds: how often partial results are flushed.
@@ -188,24 +229,31 @@ def compute_similarities(
     scores = {k: {i: [] for i in range(num_layers - k + 1)} for k in pack_sizes}
     done = 0
     out = Path(output_dir) if output_dir is not None else None
+    log = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        progress_file = out / PROGRESS_FILE
-        if progress_file.is_file():
-            saved = json.loads(progress_file.read_text())
-            if saved.get("fingerprint") != fingerprint:
+        saved = load_progress(out)
+        if saved is not None:
+            if saved["fingerprint"] != fingerprint:
                 raise ValueError(
-                    f"{out} holds a partial similarity run with other settings ({saved.get('settings')}); "
+                    f"{out} holds a partial similarity run with other settings ({saved['settings']}); "
                     "pass --overwrite to start over, or choose another --output-dir."
                 )
-            done = saved["done"]
-            scores = {int(k): {int(i): v for i, v in blocks.items()} for k, blocks in saved["scores"].items()}
+            done, scores = saved["done"], saved["scores"]
             logger.info("resuming: %d of %d samples already scored", done, len(records))
+        else:
+            (out / BATCHES_FILE).unlink(missing_ok=True)
+            write_json_atomic(out / PROGRESS_FILE, {"fingerprint": fingerprint, "settings": settings}, indent=1)
+        log = open(out / BATCHES_FILE, "a")
+
+    def append(batch_scores: dict, done_after: int) -> None:
+        if log is not None:
+            log.write(json.dumps({"done": done_after, "scores": batch_scores}) + "\n")
 
     def flush():
-        if out is not None:
-            write_json_atomic(out / PROGRESS_FILE, {"fingerprint": fingerprint, "settings": settings, "done": done,
-                                                     "scores": scores})
+        if log is not None:
+            log.flush()
+            os.fsync(log.fileno())
 
     from tqdm.auto import tqdm
 
@@ -222,10 +270,12 @@ def compute_similarities(
                 recorder.start_batch(inputs["attention_mask"])
                 # The base model (no LM head): every state the similarity needs, none of the vocabulary projection.
                 model.model(**inputs, use_cache=False)
-                for k, blocks in recorder.batch_results().items():
+                batch_scores = recorder.batch_results()
+                for k, blocks in batch_scores.items():
                     for i, values in blocks.items():
                         scores[k][i].extend(values)
                 done += len(batch_records)
+                append(batch_scores, done)
                 bar.update(len(batch_records))
                 if time.monotonic() - last_flush >= flush_seconds:
                     flush()
@@ -238,6 +288,8 @@ def compute_similarities(
     finally:
         bar.close()
         model.train(model_was_training)
+        if log is not None:
+            log.close()
 
     result = SimilarityResult(scores=scores, num_layers=num_layers, num_samples=len(records))
     if out is None:
@@ -260,6 +312,7 @@ def compute_similarities(
     }
     write_json_atomic(out / SUMMARY_FILE, summary, indent=1)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
+    (out / BATCHES_FILE).unlink(missing_ok=True)
     return SimilarityResult(scores=scores, num_layers=num_layers, num_samples=len(records), files=files)
 
 
@@ -279,7 +332,8 @@ def run_similarity(args) -> SimilarityResult:
         raise ValueError(f"--pack-sizes {too_big} do not fit a {num_layers}-layer model; use 1..{num_layers}.")
     out = Path(args.output_dir)
     if args.overwrite and out.is_dir():
-        for stale in [out / PROGRESS_FILE, out / SUMMARY_FILE, *out.glob("*_hidden_state_similarities.json")]:
+        for stale in [out / PROGRESS_FILE, out / BATCHES_FILE, out / SUMMARY_FILE,
+                      *out.glob("*_hidden_state_similarities.json")]:
             stale.unlink(missing_ok=True)
     elif not (out / PROGRESS_FILE).is_file():
         check_output_dir(out, overwrite=False)

@@ -6,8 +6,13 @@
   keeps every layer's hidden states), each measured in its own child process (CUDA: max allocated; CPU: peak RSS
   above the level before the pass, sampled every 0.2 ms).
 
+- with --flush-cost: the cost of one flush of partial results against the number of samples scored so far, at the
+  paper's scale (36 layers -> 105 blocks of 1-3 layers), today's append-only log vs re-serialising every score
+  (what the pass did before): it must stay flat as the run grows.
+
 Usage:
     python scripts/bench_similarity.py                      # the tiny model, built on the fly
+    python scripts/bench_similarity.py --flush-cost         # flush cost vs samples (no model)
     python scripts/bench_similarity.py --model DIR --data calib.json --batch-size 4 --image-size 448
 """
 
@@ -76,6 +81,43 @@ def child(args) -> None:
     print(json.dumps({"peak_bytes": peak.peak}))
 
 
+def flush_cost(num_layers: int = 36, batch_size: int = 8, checkpoints=(1_000, 4_000, 12_000, 24_000)) -> None:
+    """Seconds per flush after N samples: the append-only batches log (one batch's line, then fsync) vs one JSON of
+    every score so far (the former progress file), on scores shaped like the paper's run."""
+    import json
+    import os
+    import random
+
+    blocks = [(k, i) for k in (1, 2, 3) for i in range(num_layers - k + 1)]
+    rng = random.Random(0)
+    workdir = Path(tempfile.mkdtemp(prefix="flush-cost-"))
+    log = open(workdir / "similarity_progress.jsonl", "a")
+    scores = {k: {i: [] for kk, i in blocks if kk == k} for k in (1, 2, 3)}
+    done = 0
+    print(f"{len(blocks)} blocks, batch {batch_size}: seconds per flush")
+    print(f"{'samples':>8}  {'append + fsync':>15}  {'rewrite all':>12}  ratio")
+    for target in checkpoints:
+        while done < target:
+            batch = {k: {i: [rng.random() for _ in range(batch_size)] for i in scores[k]} for k in scores}
+            for k, per_block in batch.items():
+                for i, values in per_block.items():
+                    scores[k][i].extend(values)
+            log.write(json.dumps({"done": done + batch_size, "scores": batch}) + "\n")
+            done += batch_size
+        log.flush()
+        os.fsync(log.fileno())  # the earlier batches were flushed at earlier flushes
+        start = time.perf_counter()
+        log.write(json.dumps({"done": done, "scores": batch}) + "\n")  # the batch since the last flush
+        log.flush()
+        os.fsync(log.fileno())
+        append_s = time.perf_counter() - start
+        start = time.perf_counter()
+        (workdir / "progress.json").write_text(json.dumps({"done": done, "scores": scores}))
+        rewrite_s = time.perf_counter() - start
+        print(f"{done:>8}  {append_s:>15.4f}  {rewrite_s:>12.3f}  {rewrite_s / append_s:>6.0f}x")
+    log.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="Qwen3-VL directory (default: a 12-layer tiny model built on the fly)")
@@ -88,8 +130,12 @@ def main() -> None:
                         help="build a random wider model (text hidden size, head_dim 64) instead of the tiny one")
     parser.add_argument("--num-layers", type=int, default=12, help="decoder layers of the built model")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--flush-cost", action="store_true", help="only measure the flush cost vs samples")
     parser.add_argument("--child", choices=["similarity", "naive"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.flush_cost:
+        flush_cost()
+        return
     if args.device == "auto":
         import torch
 

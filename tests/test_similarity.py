@@ -10,7 +10,15 @@ from transformers import AutoModelForImageTextToText
 from interlace_hf.args import SimilarityArgs
 from interlace_hf.cli import main
 from interlace_hf.data import load_records, sample_indices
-from interlace_hf.similarity import PROGRESS_FILE, SUMMARY_FILE, build_batch, compute_similarities, run_similarity
+from interlace_hf.similarity import (
+    BATCHES_FILE,
+    PROGRESS_FILE,
+    SUMMARY_FILE,
+    build_batch,
+    compute_similarities,
+    load_progress,
+    run_similarity,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +104,15 @@ def test_resume_equals_uninterrupted(model, tiny_processor, records, tmp_path):
         compute_similarities(model, tiny_processor, records, batch_size=3, output_dir=tmp_path / "resumed",
                              model_name="m", dataset_name="d", settings={"seed": 1}, progress=False,
                              flush_seconds=1e9, on_batch_end=stop_after_two_batches)
-    partial = json.loads((tmp_path / "resumed" / PROGRESS_FILE).read_text())
+    partial = load_progress(tmp_path / "resumed")
     assert partial["done"] == 6 and not list((tmp_path / "resumed").glob("*_hidden_state_similarities.json"))
+    # Append-only: one line per batch, so a flush writes what is new, never the whole run again.
+    log = (tmp_path / "resumed" / BATCHES_FILE).read_bytes()
+    assert log.count(b"\n") == 2
+    # A crash in the middle of a line: that batch is dropped (and cut from the file) and scored again.
+    (tmp_path / "resumed" / BATCHES_FILE).write_bytes(log + log.splitlines(keepends=True)[1][:50])
+    assert load_progress(tmp_path / "resumed")["done"] == 6
+    assert (tmp_path / "resumed" / BATCHES_FILE).read_bytes() == log
     seen = []
     resumed = compute_similarities(model, tiny_processor, records, batch_size=3, output_dir=tmp_path / "resumed",
                                    model_name="m", dataset_name="d", settings={"seed": 1}, progress=False,
@@ -107,7 +122,7 @@ def test_resume_equals_uninterrupted(model, tiny_processor, records, tmp_path):
     for k in (1, 2, 3):
         name = f"m_d_pack{k}_hidden_state_similarities.json"
         assert (tmp_path / "resumed" / name).read_text() == (tmp_path / "full" / name).read_text()
-    assert not (tmp_path / "resumed" / PROGRESS_FILE).exists()
+    assert not (tmp_path / "resumed" / PROGRESS_FILE).exists() and not (tmp_path / "resumed" / BATCHES_FILE).exists()
     with pytest.raises(Interrupted):
         compute_similarities(model, tiny_processor, records, batch_size=3, output_dir=tmp_path / "other",
                              settings={"seed": 1}, progress=False, on_batch_end=stop_after_two_batches)
