@@ -89,6 +89,10 @@ class SelectionArgs:
     tune_baselines: bool = field(default=False, metadata={"help": "shortgpt/angular/sleb: tune the layer after each drop"})
     data: str | None = field(default=None, metadata={"help": "sleb: calibration data (.json, dataset dir or Hub id)"})
     sample_fraction: float = field(default=0.1, metadata={"help": "sleb: fraction of the calibration records"})
+    calibration_samples: int | None = field(default=128, metadata={
+        "help": "sleb: at most this many of the sampled records (SLEB's 128; each of its ~L^2/2 evaluations runs "
+                "the model on all of them); 0: no cap"})
+    device: str = field(default="auto", metadata={"help": "sleb: device of the calibration (auto, cpu, cuda, cuda:N)"})
 
     @property
     def pack_paths(self) -> dict[int, str]:
@@ -110,6 +114,8 @@ class SelectionArgs:
         if self.strategy == "sleb":
             if not (model and self.data):
                 raise ValueError("--strategy sleb removes layers by calibration loss: it needs --model M and --data D.")
+            if self.calibration_samples is not None and self.calibration_samples < 0:
+                raise ValueError(f"--calibration-samples must be >= 0 (0: no cap), got {self.calibration_samples}.")
         elif self.strategy != "random" and not (self.similarities or self.pack_paths):
             raise ValueError(
                 f"--strategy {self.strategy} needs similarity scores: pass --similarities DIR (from "

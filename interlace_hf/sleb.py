@@ -117,6 +117,10 @@ def select_sleb(
 
     from .selection import neighbors_of
 
+    evaluations = sum(len(candidates) - r for r in range(num_drop))
+    logger.warning("sleb: %d rounds, %d evaluations x %d calibration samples = %d sample forward passes%s",
+                   num_drop, evaluations, len(records), evaluations * len(records),
+                   "" if len(records) <= 128 else " (SLEB used 128 samples: --calibration-samples caps them)")
     batches = build_loss_batches(processor, records, batch_size, answer_only=answer_only)
     was_training = model.training
     model.eval()
@@ -159,15 +163,23 @@ def select_sleb(
 
 def run_sleb(args, protected_layers=(), *, model=None) -> Plan:
     """`--strategy sleb` from `SelectionArgs`: sample the calibration data, load the model if needed, select."""
-    from .data import load_records, sample_indices
+    from .data import check_images, load_records, sample_indices
     from .export import load_model
     from .processing import load_processor
+    from .runtime import resolve_device, resolve_dtype
     from .selection import num_to_drop
 
+    device = resolve_device(getattr(args, "device", "auto"))
     records, _ = load_records(args.data)
-    samples = [records[i] for i in sample_indices(len(records), args.sample_fraction, args.seed)]
+    indices = sample_indices(len(records), args.sample_fraction, args.seed)
+    cap = getattr(args, "calibration_samples", None)
+    if cap:  # a seeded random sample already: its first `cap` records are one too
+        indices = indices[:cap]
+    samples = [records[i] for i in indices]
+    check_images(samples, indices=indices)  # before the model is loaded
     if model is None:
-        model = load_model(args.model)
+        dtype = resolve_dtype(getattr(args, "dtype", "auto"), device)
+        model = load_model(args.model, dtype=dtype, device_map=device if device != "cpu" else None)
     processor = load_processor(args.model)
     num_layers = len(model.model.language_model.layers)
     n = num_to_drop(num_layers, drop_ratio=args.drop_ratio, num_drop=args.num_drop)

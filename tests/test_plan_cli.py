@@ -117,3 +117,32 @@ def test_sleb_removes_the_layer_that_hurts_the_loss_least(tiny_model_dir, tiny_p
     assert last.dropped_layers == (11,) and last.tuned_layers == (10,)
     with pytest.raises(ValueError, match="only 1 are not protected"):
         select_sleb(model, tiny_processor, records, 2, protected_layers=range(11), progress=False)
+
+
+def test_sleb_at_scale_caps_its_calibration_and_says_its_cost(tiny_model_dir, tiny_processor, llava_json, caplog):
+    """`--calibration-samples` (SLEB's 128 by default) caps the samples each of SLEB's evaluations runs; the cost
+    (evaluations x samples) is logged before the work; the layers chosen are today's on the same samples."""
+    from interlace_hf.args import SelectionArgs
+    from interlace_hf.data import sample_indices
+    from interlace_hf.sleb import run_sleb
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    args = SelectionArgs(strategy="sleb", num_drop=2, data=str(llava_json), sample_fraction=1.0, seed=3,
+                         calibration_samples=3)
+    args.validate_selection(str(tiny_model_dir))
+    args.model = str(tiny_model_dir)
+    seen = []
+    handle = model.model.register_forward_hook(lambda module, a, kw, out: seen.append(kw["input_ids"].shape[0]),
+                                               with_kwargs=True)
+    try:
+        plan = run_sleb(args, model=model)
+    finally:
+        handle.remove()
+    evaluations = 12 + 11
+    assert sum(seen) == evaluations * 3  # every evaluation ran exactly the 3 capped samples
+    assert "sleb: 2 rounds, 23 evaluations x 3 calibration samples = 69 sample forward passes" in caplog.text
+    records = load_records(str(llava_json))[0]
+    same = [records[i] for i in sample_indices(len(records), 1.0, 3)[:3]]
+    assert plan.dropped_layers == select_sleb(model, tiny_processor, same, 2, progress=False).dropped_layers
+    with pytest.raises(ValueError, match="--calibration-samples must be >= 0"):
+        SelectionArgs(strategy="sleb", num_drop=1, data="d", calibration_samples=-1).validate_selection("m")
