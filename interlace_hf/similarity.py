@@ -201,6 +201,7 @@ def compute_similarities(
     flush_seconds: float = 30.0,
     progress: bool = True,
     on_batch_end=None,
+    finalize: bool = True,
 ) -> SimilarityResult:
     """Score every k-block of `model` on `records` in one pass per batch.
 
@@ -217,6 +218,8 @@ def compute_similarities(
         flush_seconds: how often partial results are flushed.
         progress: show a progress bar.
         on_batch_end: called with the number of samples done after each batch (and its flush).
+        finalize: write the paper-format files and drop the progress log (a data-parallel rank leaves its log for
+            rank 0 to merge instead).
     """
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}.")
@@ -292,19 +295,25 @@ def compute_similarities(
             log.close()
 
     result = SimilarityResult(scores=scores, num_layers=num_layers, num_samples=len(records))
-    if out is None:
+    if out is None or not finalize:
         return result
+    return write_similarity_files(out, result, settings, model_name=model_name, dataset_name=dataset_name)
+
+
+def write_similarity_files(out: Path, result: SimilarityResult, settings: dict, *, model_name: str,
+                           dataset_name: str) -> SimilarityResult:
+    """The paper-format files (one per pack size) and the summary, then the progress log goes."""
     files = {}
-    for k in pack_sizes:
+    for k in sorted(result.scores):
         path = out / similarity_file_name(model_name, dataset_name, k)
-        write_json_atomic(path, {str(i): v for i, v in scores[k].items()}, indent=1)
+        write_json_atomic(path, {str(i): v for i, v in result.scores[k].items()}, indent=1)
         files[k] = path
     summary = {
         "model": settings.get("model", model_name),
         "data": settings.get("data", dataset_name),
-        "num_layers": num_layers,
-        "pack_sizes": pack_sizes,
-        "num_samples": len(records),
+        "num_layers": result.num_layers,
+        "pack_sizes": sorted(result.scores),
+        "num_samples": result.num_samples,
         "means": {str(k): v for k, v in result.means().items()},
         "files": {str(k): p.name for k, p in files.items()},
         "settings": settings,
@@ -313,7 +322,48 @@ def compute_similarities(
     write_json_atomic(out / SUMMARY_FILE, summary, indent=1)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     (out / BATCHES_FILE).unlink(missing_ok=True)
-    return SimilarityResult(scores=scores, num_layers=num_layers, num_samples=len(records), files=files)
+    return SimilarityResult(scores=result.scores, num_layers=result.num_layers, num_samples=result.num_samples,
+                            files=files)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) under torchrun / accelerate launch (their environment), else (0, 1, 0)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def merge_shards(parts: list[dict[int, dict[int, list[float]]]]) -> dict[int, dict[int, list[float]]]:
+    """Per-rank scores back in the sample order: rank r scored samples r, r + W, r + 2W, ... (pure)."""
+    world = len(parts)
+    merged = {}
+    for k, blocks in parts[0].items():
+        merged[k] = {}
+        for i in blocks:
+            shards = [part[k][i] for part in parts]
+            total = sum(len(shard) for shard in shards)
+            merged[k][i] = [shards[j % world][j // world] for j in range(total)]
+    return merged
+
+
+def run_settings(args, indices: list[int], dtype) -> dict:
+    """What defines a similarity run (a resume with other settings is refused)."""
+    return {
+        "model": args.model,
+        "data": args.data,
+        "subset": args.subset,
+        "split": args.split,
+        "sample_fraction": args.sample_fraction,
+        "seed": args.seed,
+        "sample_indices_sha": hashlib.sha256(json.dumps(indices).encode()).hexdigest()[:16],
+        "dtype": str(dtype).replace("torch.", ""),
+    }
+
+
+def shard_settings(settings: dict, rank: int, world: int) -> dict:
+    """A data-parallel rank's settings: its shard is samples `rank::world` of the run's sample."""
+    return {**settings, "rank": rank, "world_size": world}
 
 
 def run_similarity(args) -> SimilarityResult:
@@ -325,18 +375,30 @@ def run_similarity(args) -> SimilarityResult:
 
     args.validate()
     device = resolve_device(args.device)  # a CUDA device on a machine without one: refused before anything heavy
+    device = _init_distributed(device)
     config = read_model_config(args.model)  # a clear error for a model that is not Qwen3-VL, before anything heavy
     num_layers = config["text_config"]["num_hidden_layers"]
     too_big = [k for k in args.pack_sizes if k > num_layers]
     if too_big:
         raise ValueError(f"--pack-sizes {too_big} do not fit a {num_layers}-layer model; use 1..{num_layers}.")
     out = Path(args.output_dir)
+    rank, world, _ = _distributed()
+    resumable = (out / PROGRESS_FILE).is_file() or any(out.glob(f"rank*/{PROGRESS_FILE}"))
     if args.overwrite and out.is_dir():
-        for stale in [out / PROGRESS_FILE, out / BATCHES_FILE, out / SUMMARY_FILE,
-                      *out.glob("*_hidden_state_similarities.json")]:
-            stale.unlink(missing_ok=True)
-    elif not (out / PROGRESS_FILE).is_file():
+        if rank == 0:
+            import shutil
+
+            for stale in [out / PROGRESS_FILE, out / BATCHES_FILE, out / SUMMARY_FILE,
+                          *out.glob("*_hidden_state_similarities.json")]:
+                stale.unlink(missing_ok=True)
+            for shard_dir in out.glob("rank*"):
+                shutil.rmtree(shard_dir, ignore_errors=True)
+    elif not resumable:
         check_output_dir(out, overwrite=False)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank has checked the directory before any writes into it
     records, dataset_name = load_records(args.data, split=args.split, subset=args.subset)
     indices = sample_indices(len(records), args.sample_fraction, args.seed)
     samples = [records[i] for i in indices]
@@ -345,25 +407,73 @@ def run_similarity(args) -> SimilarityResult:
     model = load_model(args.model, dtype=dtype, device_map=device if device != "cpu" else None)
     processor = load_processor(args.model)
     model_name = Path(args.model.rstrip("/")).name
-    settings = {
-        "model": args.model,
-        "data": args.data,
-        "subset": args.subset,
-        "split": args.split,
-        "sample_fraction": args.sample_fraction,
-        "seed": args.seed,
-        "sample_indices_sha": hashlib.sha256(json.dumps(indices).encode()).hexdigest()[:16],
-        "dtype": str(dtype).replace("torch.", ""),
-    }
-    logger.info("scoring %d of %d records (%s) on %s", len(samples), len(records), dataset_name, device)
-    return compute_similarities(
-        model,
-        processor,
-        samples,
-        pack_sizes=args.pack_sizes,
-        batch_size=args.batch_size,
-        output_dir=out,
-        model_name=model_name,
-        dataset_name=dataset_name,
-        settings=settings,
-    )
+    settings = run_settings(args, indices, dtype)
+    if world == 1:
+        logger.info("scoring %d of %d records (%s) on %s", len(samples), len(records), dataset_name, device)
+        return compute_similarities(model, processor, samples, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
+                                    output_dir=out, model_name=model_name, dataset_name=dataset_name,
+                                    settings=settings)
+    import torch.distributed as dist
+
+    # Data parallel: rank r scores samples r, r + W, ...; each keeps its own progress log (a rerun resumes each
+    # shard); rank 0 merges them into the files one process would write.
+    shard = samples[rank::world]
+    logger.info("rank %d/%d: scoring %d of %d samples on %s", rank, world, len(shard), len(samples), device)
+    part = compute_similarities(model, processor, shard, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
+                                output_dir=out / f"rank{rank}", model_name=model_name, dataset_name=dataset_name,
+                                settings=shard_settings(settings, rank, world), progress=rank == 0, finalize=False)
+    dist.barrier()
+    result = part
+    if rank == 0:
+        import shutil
+
+        parts = [load_progress(out / f"rank{r}")["scores"] for r in range(world)]
+        result = write_similarity_files(
+            out, SimilarityResult(scores=merge_shards(parts), num_layers=part.num_layers, num_samples=len(samples)),
+            {**settings, "pack_sizes": sorted(part.scores), "num_samples": len(samples),
+             "num_layers": part.num_layers}, model_name=model_name, dataset_name=dataset_name)
+        for r in range(world):
+            shutil.rmtree(out / f"rank{r}", ignore_errors=True)
+    dist.barrier()
+    return result
+
+
+def _init_distributed(device: str) -> str:
+    """Join the process group torchrun / accelerate launch describe (gloo on CPU, nccl on GPUs); the rank's device."""
+    import torch.distributed as dist
+
+    rank, world, local_rank = _distributed()
+    if world == 1:
+        return device
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return device
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m interlace_hf.similarity ARGS` (or under `torchrun` / `accelerate launch`): the same flags as
+    `interlace-hf similarity`; with several processes the seeded sample is shared out and merged on rank 0."""
+    import argparse
+    import sys
+
+    from .args import SimilarityArgs, add_dataclass_arguments, from_namespace
+
+    parser = argparse.ArgumentParser(prog="python -m interlace_hf.similarity", description=main.__doc__)
+    add_dataclass_arguments(parser, SimilarityArgs)
+    args = from_namespace(SimilarityArgs, parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = run_similarity(args)
+    except ValueError as err:
+        print(f"interlace-hf similarity: error: {err}", file=sys.stderr)
+        return 2
+    if _distributed()[0] == 0:
+        print(f"scored {result.num_samples} samples; files in {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -205,3 +205,64 @@ def test_bad_input(tiny_model_dir, llava_json, tmp_path, override, match):
     fields.update({k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v for k, v in override.items()})
     with pytest.raises(ValueError, match=match):
         run_similarity(SimilarityArgs(**fields))
+
+
+def test_data_parallel_pass_equals_one_process_and_resumes_a_killed_rank(tiny_model_dir, tiny_processor, model,
+                                                                        llava_json, tmp_path):
+    """`torchrun --nproc_per_node 2 -m interlace_hf.similarity` (gloo on CPU): the seeded sample is shared out
+    (rank r scores samples r, r+2, ...) and rank 0 merges the files one process writes, within 1e-6; a rank killed
+    part-way (its log on disk) resumes from its own log."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import torch
+
+    from interlace_hf.args import SimilarityArgs
+    from interlace_hf.similarity import run_settings, shard_settings
+
+    common = ["--model", str(tiny_model_dir), "--data", str(llava_json), "--sample-fraction", "1.0",
+              "--batch-size", "2", "--seed", "5", "--dtype", "float32"]
+    single = tmp_path / "single"
+    assert main(["similarity", *common, "--output-dir", str(single)]) == 0
+
+    # Rank 1 of a 2-process run was killed after its first batch: what it leaves on disk.
+    parallel = tmp_path / "parallel"
+    args = SimilarityArgs(model=str(tiny_model_dir), data=str(llava_json), output_dir=str(parallel),
+                          sample_fraction=1.0, batch_size=2, seed=5, dtype="float32")
+    records = load_records(str(llava_json))[0]
+    indices = sample_indices(len(records), 1.0, 5)
+    samples = [records[i] for i in indices]
+
+    class Killed(Exception):
+        pass
+
+    def kill(done):
+        raise Killed
+
+    with pytest.raises(Killed):
+        compute_similarities(model, tiny_processor, samples[1::2], batch_size=2, output_dir=parallel / "rank1",
+                             model_name=tiny_model_dir.name, dataset_name=llava_json.stem, progress=False,
+                             settings=shard_settings(run_settings(args, indices, torch.float32), 1, 2),
+                             finalize=False, on_batch_end=kill)
+    assert load_progress(parallel / "rank1")["done"] == 2
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                             str(port), "-m", "interlace_hf.similarity", *common, "--output-dir", str(parallel)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resuming: 2 of 5 samples already scored" in result.stderr  # rank 1 continued its shard
+    summary = json.loads((parallel / SUMMARY_FILE).read_text())
+    assert summary["num_samples"] == 10 and not list(parallel.glob("rank*"))
+    for k in (1, 2, 3):
+        name = f"{tiny_model_dir.name}_{llava_json.stem}_pack{k}_hidden_state_similarities.json"
+        one, two = (json.loads((d / name).read_text()) for d in (single, parallel))
+        assert one.keys() == two.keys()
+        for block in one:
+            assert len(one[block]) == len(two[block]) == 10
+            assert max(abs(a - b) for a, b in zip(one[block], two[block])) < 1e-6, (k, block)
