@@ -64,19 +64,36 @@ def image_error(image, err: BaseException) -> str:
             "that names it from the data.")
 
 
-def check_images(records, flag: str = "--data", indices=None) -> None:
-    """Open every image file of `records` and check it whole (`PIL.Image.verify`: structure and checksums, no
-    decoding): a missing, truncated or non-image file stops the run here, named, before any model is loaded.
-    `indices` are the records' numbers in the data (for a sample), as the message gives them."""
+def verified_image_size(image) -> tuple[int, int]:
+    """(width, height) of an image (a path, a PIL image, or datasets' undecoded dict) without decoding its pixels; a
+    file is also checked whole (`PIL.Image.verify`: structure and checksums). A missing, truncated or non-image file
+    raises PIL's OSError / SyntaxError."""
+    import io
+
     from PIL import Image
 
+    if isinstance(image, dict):
+        source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image.get("path")
+    elif isinstance(image, (str, Path)):
+        source = image
+    else:
+        return image.size
+    with Image.open(source) as opened:
+        size = opened.size
+        opened.verify()
+    return size
+
+
+def check_images(records, flag: str = "--data", indices=None) -> None:
+    """Check every image file of `records` whole (`verified_image_size`): a missing, truncated or non-image file stops
+    the run here, named, before any model is loaded. `indices` are the records' numbers in the data (for a sample),
+    as the message gives them."""
     for index, record in zip(indices if indices is not None else range(len(records)), records):
         for image in record.images:
             if not isinstance(image, (str, Path)):
                 continue
             try:
-                with Image.open(image) as opened:
-                    opened.verify()
+                verified_image_size(image)
             except (OSError, SyntaxError) as err:
                 raise ValueError(f"{flag}: record {index}: {image_error(image, err)}") from None
 

@@ -539,12 +539,15 @@ def _today() -> str:
 
 
 def image_resolution(model_path: str, revision: str | None = None, *, min_pixels: int | None = None,
-                     max_pixels: int | None = None) -> dict[str, int]:
-    """The image resolution bounds to evaluate at: the ones given, the rest from `model_path`'s processor."""
+                     max_pixels: int | None = None, processor=None) -> dict[str, int]:
+    """The image resolution bounds to evaluate at: the ones given, the rest from `model_path`'s processor (or from
+    `processor`, when it is already loaded)."""
     if min_pixels is None or max_pixels is None:
-        from .processing import load_processor
+        if processor is None:
+            from .processing import load_processor
 
-        size = load_processor(model_path, revision=revision).image_processor.size or {}
+            processor = load_processor(model_path, revision=revision)
+        size = processor.image_processor.size or {}
         min_pixels = size.get("shortest_edge") if min_pixels is None else min_pixels
         max_pixels = size.get("longest_edge") if max_pixels is None else max_pixels
     if min_pixels is None or max_pixels is None or not 1 <= min_pixels <= max_pixels:

@@ -302,7 +302,10 @@ def compute_similarities(
 
 def write_similarity_files(out: Path, result: SimilarityResult, settings: dict, *, model_name: str,
                            dataset_name: str) -> SimilarityResult:
-    """The paper-format files (one per pack size) and the summary, then the progress log goes."""
+    """The paper-format files (one per pack size) and the summary, then the progress log goes. The summary's settings
+    also record what the result says of itself (pack sizes, samples, layers)."""
+    settings = dict(settings, pack_sizes=sorted(result.scores), num_samples=result.num_samples,
+                    num_layers=result.num_layers)
     files = {}
     for k in sorted(result.scores):
         path = out / similarity_file_name(model_name, dataset_name, k)
@@ -430,8 +433,7 @@ def run_similarity(args) -> SimilarityResult:
         parts = [load_progress(out / f"rank{r}")["scores"] for r in range(world)]
         result = write_similarity_files(
             out, SimilarityResult(scores=merge_shards(parts), num_layers=part.num_layers, num_samples=len(samples)),
-            {**settings, "pack_sizes": sorted(part.scores), "num_samples": len(samples),
-             "num_layers": part.num_layers}, model_name=model_name, dataset_name=dataset_name)
+            settings, model_name=model_name, dataset_name=dataset_name)
         for r in range(world):
             shutil.rmtree(out / f"rank{r}", ignore_errors=True)
     dist.barrier()

@@ -326,32 +326,13 @@ def build_train_dataset(train_args: TrainArgs):
     return datasets.Dataset.from_dict({"images": images, "messages": messages}, features=features), name
 
 
-def _image_size(image) -> tuple[int, int]:
-    """(width, height) of an image without decoding its pixels (a path, a PIL image, or datasets' undecoded dict).
-
-    The file is also checked whole (`PIL.Image.verify`: structure and checksums, no decoding), so a truncated image
-    stops the run here, before the model is loaded, rather than in the collator in the middle of training."""
-    import io
-
-    from PIL import Image
-
-    if isinstance(image, dict):
-        source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image.get("path")
-    elif isinstance(image, (str, Path)):
-        source = image
-    else:
-        return image.size
-    with Image.open(source) as opened:
-        size = opened.size
-        opened.verify()
-    return size
-
-
 def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batch_size: int = 256) -> list[int]:
     """The number of tokens each training sample becomes (chat template + image tokens at the training resolution),
     counted without processing any pixels: the text through the tokenizer, each image from its size alone."""
     import datasets
     from trl.data_utils import prepare_multimodal_messages
+
+    from .data import image_error, verified_image_size
 
     image_processor, tokenizer = processor.image_processor, processor.tokenizer
     merge = image_processor.merge_size
@@ -366,11 +347,9 @@ def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batc
                                                        tokenize=False))
             image_tokens = 0
             for image in images:
-                try:
-                    width, height = _image_size(image)
+                try:  # the file is checked whole, so a truncated image stops the run before the model loads
+                    width, height = verified_image_size(image)
                 except (OSError, SyntaxError) as err:  # missing, truncated or not an image (PIL raises both)
-                    from .data import image_error
-
                     raise ValueError(image_error(image, err)) from None
                 image_tokens += image_processor.get_number_of_image_patches(height, width, size_kwargs) // merge**2 - 1
             extra.append(image_tokens)  # each image's single placeholder token becomes this many more

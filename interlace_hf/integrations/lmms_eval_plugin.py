@@ -121,7 +121,8 @@ class InterlaceLMM:
             from ..evaluate import image_resolution
 
             bounds = image_resolution(str(pretrained), revision, min_pixels=None if min_pixels is None else
-                                      int(min_pixels), max_pixels=None if max_pixels is None else int(max_pixels))
+                                      int(min_pixels), max_pixels=None if max_pixels is None else int(max_pixels),
+                                      processor=self.processor)
             self.processor.image_processor.size = {"shortest_edge": bounds["min_pixels"],
                                                    "longest_edge": bounds["max_pixels"]}
         self._device = resolved
