@@ -925,8 +925,9 @@ def format_bench_table(results: dict) -> str:
                  f"({prompt['image_tokens']} tokens) + {prompt['text_tokens']} text tokens; {settings['new_tokens']} "
                  f"new tokens; medians of {settings['repeats']} interleaved rounds after {settings['warmup']} warm-up")
     if any("noisy" in _ttft_speedup_cell(results["models"][0]["ttft_ms"]["samples"], row) for row in results["models"]):
-        lines.append("noisy: fewer than 3 rounds, or a model's TTFT (or the per-round ratio) varied more than 1.25x; such a "
-                     "speed-up is not a measurement to quote (rerun with more --repeats / --warmup on an idle machine)")
+        lines.append("noisy: fewer than 3 rounds, or a model's TTFT (or the per-round ratio) varied more than 1.25x; "
+                     "such a speed-up is not a measurement to quote (rerun with more --repeats / --warmup on an idle "
+                     "machine)")
     stock = results.get("stock_vs_interlace")
     if stock:
         for variant in stock["variants"]:
