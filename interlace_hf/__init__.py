@@ -16,9 +16,9 @@ from .version import __version__
 _LAZY = {
     "Plan": ".plan",
     "prune_model": ".surgery",
-    "save_pruned": ".export",
-    "load_model": ".export",
-    "build_tiny_model": ".tiny",
+    "save_pruned": ".checkpoint",
+    "load_model": ".checkpoint",
+    "build_tiny_model": ".testing.tiny",
     "load_processor": ".processing",
     "InterlaceQwen3VLConfig": ".modeling",
     "InterlaceQwen3VLForConditionalGeneration": ".modeling",

@@ -486,7 +486,7 @@ class TestbedTrainArgs:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}.")
         if self.num_eval < 6:
             raise ValueError(f"--num-eval must be >= 6 (one question per task type at least), got {self.num_eval}.")
-        known = ["count", "colour", "shape", "bar_tallest", "bar_value", "text"]  # interlace_hf.synthetic.TASKS
+        known = ["count", "colour", "shape", "bar_tallest", "bar_value", "text"]  # interlace_hf.datasets.synthetic.TASKS
         unknown = [t for t in self.tasks or [] if t not in known]
         if unknown or self.tasks == []:
             raise ValueError(f"--tasks {unknown or '(none)'}: choose task types from {' '.join(known)}.")

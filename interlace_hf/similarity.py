@@ -29,8 +29,8 @@ import torch
 
 from .data import Record, check_images, load_records, sample_indices
 from .version import package_versions
-from .runtime import resolve_device, resolve_dtype
-from .fileio import write_json_atomic
+from .utils.runtime import resolve_device, resolve_dtype
+from .utils.fileio import write_json_atomic
 from .selection import SUMMARY_FILE
 
 logger = logging.getLogger(__name__)
@@ -371,9 +371,9 @@ def shard_settings(settings: dict, rank: int, world: int) -> dict:
 
 def run_similarity(args) -> SimilarityResult:
     """`interlace-hf similarity`: load the model and data described by `SimilarityArgs`, score, write the files."""
-    from .export import load_model
+    from .checkpoint import load_model
     from .hub import read_model_config
-    from .fileio import check_output_dir
+    from .utils.fileio import check_output_dir
     from .processing import load_processor
 
     args.validate()

@@ -164,9 +164,9 @@ def select_sleb(
 def run_sleb(args, protected_layers=(), *, model=None) -> Plan:
     """`--strategy sleb` from `SelectionArgs`: sample the calibration data, load the model if needed, select."""
     from .data import check_images, load_records, sample_indices
-    from .export import load_model
+    from .checkpoint import load_model
     from .processing import load_processor
-    from .runtime import resolve_device, resolve_dtype
+    from .utils.runtime import resolve_device, resolve_dtype
     from .selection import num_to_drop
 
     device = resolve_device(getattr(args, "device", "auto"))

@@ -267,7 +267,7 @@ def model_init_options(train_args: TrainArgs, model_init_kwargs) -> dict:
 
 def load_for_training(train_args: TrainArgs, seed: int, attn_implementation: str | None = None):
     """The pruned model and its plan: a pruned checkpoint as is, or a base model pruned in memory first."""
-    from .export import load_model
+    from .checkpoint import load_model
     from .hub import read_model_config, resolve_checkpoint
     from .plan import Plan
     from .planning import plan_from_args

@@ -378,7 +378,7 @@ class InterlaceSFTTrainer(SFTTrainer):
         directory.mkdir(parents=True, exist_ok=True)
         self.plan.save(directory / PLAN_FILE)
         if self.processor_source is not None:
-            from .export import copy_processor_files
+            from .checkpoint import copy_processor_files
 
             copy_processor_files(self.processor_source, directory)
         for name, text in self.provenance.items():

@@ -48,7 +48,7 @@ def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: 
     import json
     from pathlib import Path
 
-    from .export import load_model
+    from .checkpoint import load_model
     from .plan import Plan
     from .processing import load_processor
     from .surgery import bypass_layers

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from interlace_hf.bench import PeakMemory, benchmark_model
+from interlace_hf.benchmark.bench import PeakMemory, benchmark_model
 
 
 def _setup(model_dir: str, data: str, num_records: int, device: str):
@@ -37,7 +37,7 @@ def _setup(model_dir: str, data: str, num_records: int, device: str):
 
     interlace_hf.register()
     from interlace_hf.data import load_records
-    from interlace_hf.export import load_model
+    from interlace_hf.checkpoint import load_model
     from interlace_hf.processing import load_processor
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32

@@ -4,7 +4,7 @@ and peak memory of INTERLACE training (only the plan's tuned layers) vs full fin
 to its IDEAL step time.
 
 The ideal is the measured forward pass (no gradients, same batch, same model) times the counted FLOPs of a training
-step over those of a forward (`interlace_hf.flops.training_step_flops`): INTERLACE's backward stops at the lowest tuned
+step over those of a forward (`interlace_hf.benchmark.flops.training_step_flops`): INTERLACE's backward stops at the lowest tuned
 layer (tuned layers ~2x a forward, frozen layers above them ~1x, nothing below), full fine-tuning backpropagates through
 everything (~2x); activation checkpointing adds one recompute of what it covers. measured / ideal says how much of the
 step is overhead beyond the arithmetic that has to be done.
@@ -44,12 +44,12 @@ def _load(args, device: str):
     dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "bfloat16": torch.bfloat16,
              "float32": torch.float32, "float16": torch.float16}[args.dtype]
     if args.config:
-        from interlace_hf.bench import _random_processor, build_random_qwen3_vl, load_config_dict
+        from interlace_hf.benchmark.bench import _random_processor, build_random_qwen3_vl, load_config_dict
 
         processor, config = _random_processor(load_config_dict(args.config))
         model = build_random_qwen3_vl(config, device=device, dtype=dtype)
     else:
-        from interlace_hf.export import load_model
+        from interlace_hf.checkpoint import load_model
         from interlace_hf.processing import load_processor
 
         model = load_model(args.model, dtype=dtype)
@@ -66,8 +66,8 @@ def child(args) -> None:
     from transformers import TrainerCallback
 
     from interlace_hf.args import TrainArgs
-    from interlace_hf.bench import PeakMemory
-    from interlace_hf.flops import training_step_flops
+    from interlace_hf.benchmark.bench import PeakMemory
+    from interlace_hf.benchmark.flops import training_step_flops
     from interlace_hf.train import build_train_dataset
     from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer
 
@@ -180,16 +180,16 @@ def main() -> None:
         return
 
     from interlace_hf.selection import SimilarityTables, select_layers
-    from interlace_hf.synthetic import SHAPE_TASKS, make_synthetic
+    from interlace_hf.datasets.synthetic import SHAPE_TASKS, make_synthetic
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-train-"))
     if args.config:
-        from interlace_hf.bench import load_config_dict
+        from interlace_hf.benchmark.bench import load_config_dict
 
         config = load_config_dict(args.config)
     else:
         if args.model is None:
-            from interlace_hf.bench import benchmark_model
+            from interlace_hf.benchmark.bench import benchmark_model
 
             args.model = str(benchmark_model(workdir / "model", args.hidden_size, args.num_layers, args.image_size))
         config = json.loads((Path(args.model) / "config.json").read_text())

@@ -21,5 +21,5 @@ fi
 # The package from this checkout, not installed (an editable install would write into the tree).
 export PYTHONPATH="$PWD" TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=1
 exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_modeling.py tests/test_surgery.py \
-  tests/test_export.py tests/test_trainer.py tests/test_train_real_path.py \
+  tests/test_checkpoint.py tests/test_trainer.py tests/test_train_real_path.py \
   -k "not zero3 and not two_processes and not push_during" "$@"

@@ -15,7 +15,7 @@ from interlace_hf.processing import load_processor  # noqa: E402
 
 # The tests load checkpoints with plain `AutoModelForImageTextToText.from_pretrained`, as users do after registering.
 interlace_hf.register()
-from interlace_hf.tiny import build_tiny_model, tiny_example_conversations, tiny_example_inputs  # noqa: E402
+from interlace_hf.testing.tiny import build_tiny_model, tiny_example_conversations, tiny_example_inputs
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_json(tmp_path_factory):
     """24 synthetic VQA records (seed 1): the fine-tune's training data in the trainer tests."""
-    from interlace_hf.synthetic import make_synthetic
+    from interlace_hf.datasets.synthetic import make_synthetic
 
     return make_synthetic(tmp_path_factory.mktemp("syn") / "data", num=24, seed=1)
 

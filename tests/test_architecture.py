@@ -13,7 +13,7 @@ def test_the_core_imports_without_torch():
     """What the pure core needs: no torch, no environment variable; and `import interlace_hf` registers nothing."""
     code = ("import sys; sys.modules['torch'] = None\n"
             "import interlace_hf, interlace_hf.selection, interlace_hf.plan, interlace_hf.card, interlace_hf.layermap\n"
-            "import interlace_hf.args, interlace_hf.planning, interlace_hf.flops, interlace_hf.fileio\n"
+            "import interlace_hf.args, interlace_hf.planning, interlace_hf.benchmark.flops, interlace_hf.utils.fileio\n"
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""})
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
@@ -89,7 +89,7 @@ def test_no_private_name_is_imported_across_modules():
 def test_every_flag_takes_dashes_or_underscores():
     """One convention for users, the ecosystem's: HfArgumentParser (TRL, `interlace-hf train`) accepts `--drop_ratio`
     and `--drop-ratio`; so does every other command."""
-    from interlace_hf.cli import build_parser
+    from interlace_hf.commands.cli import build_parser
 
     parser = build_parser()
     dashed = parser.parse_args(["prune", "M", "--drop-layers", "3", "--output-dir", "o", "--sample-fraction", "0.5"])

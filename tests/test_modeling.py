@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText
 
-from interlace_hf.export import load_model, save_pruned
+from interlace_hf.checkpoint import load_model, save_pruned
 from interlace_hf.hub import read_model_config, resolve_checkpoint
 from interlace_hf.modeling import InterlaceQwen3VLConfig, InterlaceQwen3VLTextConfig, deepstack_injection_positions
 from interlace_hf.plan import Plan

@@ -112,8 +112,8 @@ def test_plan_invariants(plan):
 def test_pure_modules_import_without_torch():
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import interlace_hf.plan, interlace_hf.args, interlace_hf.cli\n"
-        "from interlace_hf.cli import build_parser; build_parser()\n"
+        "import interlace_hf.plan, interlace_hf.args, interlace_hf.commands.cli\n"
+        "from interlace_hf.commands.cli import build_parser; build_parser()\n"
         "print('ok')\n"
     )
     env_code = subprocess.run(

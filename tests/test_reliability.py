@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from interlace_hf.cli import main
+from interlace_hf.commands.cli import main
 from interlace_hf.plan import Plan
-from interlace_hf.synthetic import make_synthetic
+from interlace_hf.datasets.synthetic import make_synthetic
 
 
 def run(capsys, *argv):
@@ -131,7 +131,7 @@ def test_invalid_repo_ids_are_refused_before_anything(tiny_model_dir, tmp_path, 
 
 
 def test_random_weight_bench_that_cannot_fit_is_refused_first(monkeypatch, capsys):
-    from interlace_hf import bench
+    from interlace_hf.benchmark import bench
 
     monkeypatch.setattr(bench, "available_memory", lambda device: 8 * 2**30)  # an 8 GiB machine
     rc, err = run(capsys, "bench", "--random-weights", "--config", "qwen3-vl-8b", "base", "25pc",

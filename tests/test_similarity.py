@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForImageTextToText
 
 from interlace_hf.args import SimilarityArgs
-from interlace_hf.cli import main
+from interlace_hf.commands.cli import main
 from interlace_hf.data import load_records, sample_indices
 from interlace_hf.similarity import (
     BATCHES_FILE,

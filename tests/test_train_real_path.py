@@ -17,7 +17,7 @@ from safetensors import safe_open
 from transformers import AutoModelForImageTextToText
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-from interlace_hf.cli import main
+from interlace_hf.commands.cli import main
 from interlace_hf.hub import PROCESSOR_FILE_PATTERNS
 from interlace_hf.plan import Plan
 from interlace_hf.processing import load_processor

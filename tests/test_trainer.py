@@ -14,10 +14,10 @@ from transformers import AutoModelForImageTextToText
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from interlace_hf.args import TrainArgs
-from interlace_hf.cli import main
+from interlace_hf.commands.cli import main
 from interlace_hf.plan import Plan
 from interlace_hf.surgery import prune_model
-from interlace_hf.synthetic import make_synthetic
+from interlace_hf.datasets.synthetic import make_synthetic
 from interlace_hf.train import parse_train_args, run_training
 from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer, freeze_for_plan
 

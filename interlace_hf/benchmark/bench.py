@@ -12,7 +12,7 @@ What is measured, for every model, on one image + text prompt (the same for all 
 - peak memory: the model's weights plus the peak above the level at entry of one such `generate(N)` call, measured
   in its own pass after the timed rounds (CUDA: max allocated; CPU: sampled RSS, whose sampling thread would steal
   CPU time from a timed call);
-- parameter count and decoder layers, and the ideal TTFT speed-up from counted FLOPs (`interlace_hf.flops`).
+- parameter count and decoder layers, and the ideal TTFT speed-up from counted FLOPs (`interlace_hf.benchmark.flops`).
 
 Rounds are interleaved: after `warmup` discarded rounds, each of `repeats` rounds measures every model once, so a
 drift of the machine (clocks, other load) hits all models alike. Medians are reported with every sample.
@@ -42,10 +42,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .card import BENCH_FILE, format_parameters
-from .fileio import write_json_atomic
+from ..card import BENCH_FILE, format_parameters
+from ..utils.fileio import write_json_atomic
 from .flops import parameter_count
-from .runtime import DTYPES
+from ..utils.runtime import DTYPES
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def build_random_model(directory: Path, hidden: int, layers: int, image_side: in
     import torch
     from transformers import Qwen3VLForConditionalGeneration
 
-    from interlace_hf.tiny import build_tiny_processor, tiny_config
+    from interlace_hf.testing.tiny import build_tiny_processor, tiny_config
 
     processor = build_tiny_processor()
     processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": image_side * image_side}
@@ -124,7 +124,7 @@ def benchmark_model(directory: Path, hidden_size: int = 0, num_layers: int = 12,
     """The model a benchmark runs on when none is given: the tiny one, or (`hidden_size`) a wider random one."""
     if hidden_size:
         return build_random_model(directory, hidden_size, num_layers, image_side)
-    from .tiny import build_tiny_model
+    from ..testing.tiny import build_tiny_model
 
     return build_tiny_model(directory, num_layers=num_layers)
 
@@ -137,7 +137,7 @@ def shipped_configs() -> list[str]:
 
 def load_config_dict(config: str | os.PathLike) -> dict:
     """A Qwen3-VL config dict from a config.json, a model directory holding one, or the name of a shipped config."""
-    from .hub import SUPPORTED_MODEL_TYPES
+    from ..hub import SUPPORTED_MODEL_TYPES
 
     path = Path(config).expanduser()
     if path.is_dir():
@@ -185,7 +185,7 @@ def spaced_plan(num_layers: int, drop_ratio: float | None = None, num_drop: int 
     """A plan that drops `floor(num_layers * drop_ratio)` (or `num_drop`) layers chosen at random among layers 3..
     (not the deepstack layers 0-2, which INTERLACE's plans on Qwen3-VL rarely drop); speed does not depend on which
     layers go. Uses the `random` strategy of `select_layers` with a fixed seed."""
-    from .selection import SimilarityTables, num_to_drop, select_layers
+    from ..selection import SimilarityTables, num_to_drop, select_layers
 
     n = num_to_drop(num_layers, drop_ratio, num_drop)
     protected = range(3) if num_layers - 3 >= n else ()
@@ -199,7 +199,7 @@ def random_variants(entries: list[str], num_layers: int) -> list[tuple[str, Any]
     Entries: `base`, a drop ratio (`0.25`, `25pc`, `25%`) or a plan.json made for a `num_layers`-layer model. The base
     is always measured, first, whether or not it is listed.
     """
-    from .plan import Plan
+    from ..plan import Plan
 
     variants: list[tuple[str, Any]] = [("base", None)]
     for entry in entries:
@@ -251,7 +251,7 @@ def _validate_settings(image_size, prompt_tokens, new_tokens, repeats, warmup, d
 def _resolve_device(device: str):
     import torch
 
-    from .runtime import resolve_device
+    from ..utils.runtime import resolve_device
 
     return torch.device(resolve_device(device))
 
@@ -275,7 +275,7 @@ def _device_name(device) -> str:
 def _versions(device) -> dict[str, str]:
     import torch
 
-    from .version import package_versions
+    from ..version import package_versions
 
     cuda = {"cuda": str(torch.version.cuda)} if device.type == "cuda" else {}
     return {**package_versions("torch", "transformers"), **cuda}
@@ -324,7 +324,7 @@ def build_prompt(processor, image_size: int, prompt_tokens: int, vision_config: 
         `(inputs, info)`: the processor's tensors, and the token counts (`question_tokens`, `text_tokens` = every
         non-image token of the prompt, template included, `image_tokens`, `sequence_length`, `image_grid_thw`).
     """
-    from .verify import sample_inputs
+    from ..verify import sample_inputs
 
     _fit_processor(processor, image_size, vision_config)
     tokenizer = processor.tokenizer
@@ -359,7 +359,7 @@ def build_prompt(processor, image_size: int, prompt_tokens: int, vision_config: 
 
 # --- models ----------------------------------------------------------------------------------------------------------
 def _torch_dtype(dtype: str, device):
-    from .runtime import resolve_dtype
+    from ..utils.runtime import resolve_dtype
 
     return resolve_dtype(dtype, str(device))
 
@@ -421,7 +421,7 @@ def shared_weight_copy(model):
 
 
 def _model_row(model) -> dict:
-    from .surgery import current_kept_layers, original_num_layers
+    from ..surgery import current_kept_layers, original_num_layers
 
     config = model.config
     params = list(model.parameters())
@@ -595,8 +595,8 @@ def stock_vs_interlace(config: dict | str, num_layers: int | None = None, *, ima
             f"keep layers 0-2 and drop at least one), got num_layers={n!r}."
         )
     from .flops import with_num_layers
-    from .plan import Plan
-    from .surgery import prune_model
+    from ..plan import Plan
+    from ..surgery import prune_model
 
     torch_device = _resolve_device(device)
     torch_dtype = _torch_dtype(dtype, torch_device)
@@ -638,7 +638,7 @@ def stock_vs_interlace(config: dict | str, num_layers: int | None = None, *, ima
 
 def _random_processor(config: dict):
     """The tiny processor, and a copy of `config` whose image / video / vision token ids are the tiny tokenizer's."""
-    from .tiny import build_tiny_processor
+    from ..testing.tiny import build_tiny_processor
 
     processor = build_tiny_processor()
     token_id = processor.tokenizer.convert_tokens_to_ids
@@ -747,7 +747,7 @@ def run_bench(
         check_memory_for(base_config, torch_dtype, torch_device)
         processor, base_config = _random_processor(base_config)
         inputs, prompt = build_prompt(processor, image_size, prompt_tokens, base_config["vision_config"])
-        from .surgery import prune_model
+        from ..surgery import prune_model
 
         base = build_random_qwen3_vl(base_config, device=torch_device, dtype=torch_dtype)
         loaded = [(name, base if plan is None else prune_model(shared_weight_copy(base), plan,
@@ -756,9 +756,9 @@ def run_bench(
         del base  # the variants share its weights; `loaded` holds them all
         sources = [str(config) if plan is None else f"{config} pruned by {plan.describe()}" for _, plan in variants]
     else:
-        from . import register
-        from .export import load_model
-        from .processing import load_processor
+        from .. import register
+        from ..checkpoint import load_model
+        from ..processing import load_processor
 
         register()
         processor = load_processor(models[0])
@@ -824,8 +824,8 @@ def run_bench(
 
 def _check_checkpoints(models: list[str], write_model_results: bool) -> list[dict]:
     """Read every checkpoint's config.json (Qwen3-VL only) before loading any weights; check `write_model_results`."""
-    from .hub import original_depth, read_model_config
-    from .plan import PLAN_FILE, Plan
+    from ..hub import original_depth, read_model_config
+    from ..plan import PLAN_FILE, Plan
 
     configs = [read_model_config(m) for m in models]
     if write_model_results:
@@ -847,7 +847,7 @@ def _check_checkpoints(models: list[str], write_model_results: bool) -> list[dic
 
 def write_bench_results(model_dir: str | os.PathLike, base_row: dict, row: dict, results: dict) -> Path:
     """Write a pruned checkpoint's `bench_results.json`: what its model card shows (`card.py`), plus the details."""
-    from .card import speedup_claim
+    from ..card import speedup_claim
 
     record = {
         "base_ttft_ms": base_row["ttft_ms"]["median"],
@@ -891,7 +891,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def _ttft_speedup_cell(base_samples: list, row: dict) -> str:
     """The TTFT speed-up with its range over the rounds, or `noisy` when it may not be quoted (`card.speedup_claim`)."""
-    from .card import speedup_claim
+    from ..card import speedup_claim
 
     claim = speedup_claim(base_samples, row["ttft_ms"]["samples"])
     if claim["median"] is None:

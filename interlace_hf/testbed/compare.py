@@ -3,7 +3,7 @@
 Real Qwen3-VL weights cannot be downloaded everywhere, and a randomly initialised model answers nothing, so the
 paper's comparison (relative performance after dropping layers, with and without the short fine-tune) cannot be
 measured on the tiny demo model. This module makes a model that *does* answer: the real Qwen3-VL classes (DeepStack
-included) at small width, trained from scratch on `interlace_hf.synthetic`'s checkable questions.
+included) at small width, trained from scratch on `interlace_hf.datasets.synthetic`'s checkable questions.
 
     interlace-hf testbed train OUT [--size small|base] [--steps N] [--seed S]
     interlace-hf testbed compare OUT --drop-ratios 0.10 0.25 [--strategies interlace ... sleb]
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .args import TestbedCompareArgs, TestbedTrainArgs
-from .fileio import atomic_output_dir, check_output_dir, write_json_atomic
-from .version import package_versions
+from ..args import TestbedCompareArgs, TestbedTrainArgs
+from ..utils.fileio import atomic_output_dir, check_output_dir, write_json_atomic
+from ..version import package_versions
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ BASELINES_WITHOUT_TUNED = ("shortgpt", "angular", "sleb")
 
 def testbed_config(size: TestbedSize, tokenizer):
     """A Qwen3-VL config of `size`: the tiny model's structure (3 DeepStack features, M-RoPE, untied head), wider."""
-    from .tiny import tiny_config
+    from ..testing.tiny import tiny_config
 
     config = tiny_config(size.text_layers, tokenizer)
     text, vision = config.text_config, config.vision_config
@@ -120,7 +120,7 @@ def testbed_config(size: TestbedSize, tokenizer):
 
 def build_testbed_init(size: TestbedSize, seed: int):
     """A randomly initialised testbed model and its processor (the tiny tokenizer and image processor)."""
-    from .tiny import build_tiny_processor, init_qwen3_vl
+    from ..testing.tiny import build_tiny_processor, init_qwen3_vl
 
     processor = build_tiny_processor()
     return init_qwen3_vl(testbed_config(size, processor.tokenizer), processor.tokenizer, seed), processor
@@ -134,7 +134,7 @@ def _manifest(directory: Path) -> Path:
 
 def ensure_synthetic(directory: Path, num: int, seed: int, tasks) -> Path:
     """The synthetic set at `directory` (made once, atomically; a set of another size or seed is an error)."""
-    from .synthetic import make_synthetic
+    from ..datasets.synthetic import make_synthetic
 
     manifest = _manifest(directory)
     stamp = directory / "made_with.json"
@@ -162,7 +162,7 @@ def _record_keys(manifest: Path) -> list[tuple[str, str]]:
 
 def majority_baseline(train_manifest: Path, heldout_manifest: Path) -> dict[str, float]:
     """Per task type, the held-out accuracy of always giving the training set's most frequent answer ("chance")."""
-    from .metrics import score
+    from ..evaluation.metrics import score
 
     answers: dict[str, Counter] = {}
     for record in json.loads(train_manifest.read_text()):
@@ -189,7 +189,7 @@ def evaluate_accuracy(model_dir: Path | str, heldout: Path, *, device: str = "au
 
     With `item_scores`, also `scores`: each question's score, in the manifest's order.
     """
-    from .evaluate import evaluate_model
+    from ..evaluation.evaluate import evaluate_model
 
     result = evaluate_model(str(model_dir), ["synthetic"], data={"synthetic": str(heldout)}, batch_size=batch_size,
                             max_new_tokens=8, device=device, prompt_suffix="", progress=False,
@@ -252,7 +252,7 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
     if out.is_dir() and any(out.iterdir()) and not (out / "data").is_dir():
         raise ValueError(f"OUTPUT_DIR {str(out)!r} is not empty and is not a testbed; choose a new directory or pass "
                          "--overwrite.")
-    from .runtime import resolve_device
+    from ..utils.runtime import resolve_device
 
     device = resolve_device(args.device)
     out.mkdir(parents=True, exist_ok=True)
@@ -304,7 +304,7 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
 
 def _model_summary(model_dir: Path) -> dict:
     config = json.loads((model_dir / "config.json").read_text())
-    from .card import safetensors_parameter_counts
+    from ..card import safetensors_parameter_counts
 
     parameters = sum(safetensors_parameter_counts(model_dir).values())
     return {"text_layers": config["text_config"]["num_hidden_layers"],
@@ -329,8 +329,8 @@ def _train_model(args: TestbedTrainArgs, settings: dict, train_manifest: Path, c
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    from .args import TrainArgs
-    from .train import build_train_dataset
+    from ..args import TrainArgs
+    from ..train import build_train_dataset
 
     dataset, _ = build_train_dataset(TrainArgs(model="testbed", dataset=str(train_manifest)))
     model, processor = build_testbed_init(SIZES[args.size], args.seed)
@@ -366,7 +366,7 @@ def _train_model(args: TestbedTrainArgs, settings: dict, train_manifest: Path, c
         trainer.model.save_pretrained(staging)
         processor.save_pretrained(staging)
         trainer.state.save_to_json(str(staging / "trainer_state.json"))
-        provenance = {"builder": "interlace_hf.testbed", **settings}
+        provenance = {"builder": "interlace_hf.testbed.compare", **settings}
         (staging / "interlace_testbed.json").write_text(json.dumps(provenance, indent=2) + "\n")
     return trainer.state.log_history
 
@@ -423,7 +423,7 @@ class Comparison:
             if math.floor(self.num_layers * ratio + 1e-9) < 1:
                 raise ValueError(f"--drop-ratios {ratio}: {self.num_layers} x {ratio} rounds down to 0 layers; use a "
                                  f"ratio of at least {1 / self.num_layers:.3f}.")
-        from .runtime import resolve_device
+        from ..utils.runtime import resolve_device
 
         self.device = resolve_device(args.device)
         self.ft_lr = args.finetune_learning_rate or self.testbed["settings"]["learning_rate"] / 10
@@ -441,15 +441,15 @@ class Comparison:
 
     def calibration_records(self):
         """SLEB's calibration sample: the same seeded draw `run_similarity` takes (`data.sample_indices`)."""
-        from .data import load_records, sample_indices
+        from ..data import load_records, sample_indices
 
         records, _ = load_records(self.finetune_data())
         return [records[i] for i in sample_indices(len(records), self.calibration_fraction, self.args.seed)]
 
     def similarities(self):
-        from .args import SimilarityArgs
-        from .selection import load_similarity_tables
-        from .similarity import run_similarity
+        from ..args import SimilarityArgs
+        from ..selection import load_similarity_tables
+        from ..similarity import run_similarity
 
         directory = self.results_dir / "similarity"
         if not (directory / "similarity_summary.json").is_file():
@@ -460,17 +460,17 @@ class Comparison:
 
     # --- plans and models
     def plan(self, strategy: str, ratio: float):
-        from .plan import Plan
-        from .selection import select_layers
+        from ..plan import Plan
+        from ..selection import select_layers
 
         path = self.results_dir / "plans" / f"{_pc(ratio)}-{strategy}.json"
         if path.is_file():
             return Plan.load(path)
         if strategy == "sleb":
-            from .export import load_model
-            from .processing import load_processor
-            from .selection import num_to_drop
-            from .sleb import select_sleb
+            from ..checkpoint import load_model
+            from ..processing import load_processor
+            from ..selection import num_to_drop
+            from ..sleb import select_sleb
 
             model = load_model(str(self.model_dir))
             plan = select_sleb(model, load_processor(str(self.model_dir)), self.calibration_records(),
@@ -486,7 +486,7 @@ class Comparison:
         return plan
 
     def pruned(self, strategy: str, ratio: float) -> Path:
-        from .export import load_model, prune_and_save
+        from ..checkpoint import load_model, prune_and_save
 
         directory = self.results_dir / "models" / _pc(ratio) / strategy
         if not (directory / "plan.json").is_file():
@@ -498,9 +498,9 @@ class Comparison:
         """The INTERLACE fine-tune (`train.run_training`, `InterlaceSFTTrainer`) of `model`'s tuned layers."""
         import torch
 
-        from .args import TrainArgs
-        from .train import run_training
-        from .trainer import InterlaceSFTConfig
+        from ..args import TrainArgs
+        from ..train import run_training
+        from ..trainer import InterlaceSFTConfig
 
         directory = self.results_dir / "finetuned" / name
         if (directory / "interlace_train.json").is_file():
@@ -520,7 +520,7 @@ class Comparison:
 
     def dense_plan_file(self) -> Path:
         """Dense-FT: no layer dropped, every text decoder layer tuned (the budget of a plain fine-tune)."""
-        from .plan import Plan
+        from ..plan import Plan
 
         path = self.results_dir / "plans" / "dense-ft.json"
         if not path.is_file():
@@ -608,7 +608,7 @@ class Comparison:
 
     def bench(self) -> dict[tuple[float, str], float]:
         """TTFT of every pruned model against the dense one, measured interleaved in one run per drop ratio."""
-        from .bench import run_bench
+        from ..benchmark.bench import run_bench
 
         speedups = {}
         for ratio in self.args.drop_ratios:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from interlace_hf.evaluate import (
+from interlace_hf.evaluation.evaluate import (
     card_eval_results,
     combine_results,
     evaluate_model,
@@ -26,7 +26,7 @@ from interlace_hf.evaluate import (
     score_task,
     validate_eval_args,
 )
-from interlace_hf.metrics import (
+from interlace_hf.evaluation.metrics import (
     anls,
     choice_index,
     exact_match,
@@ -38,7 +38,7 @@ from interlace_hf.metrics import (
     relaxed_accuracy,
     vqa_accuracy,
 )
-from interlace_hf.synthetic import make_synthetic
+from interlace_hf.datasets.synthetic import make_synthetic
 
 # ---------------------------------------------------------------------------------------------------------------
 # Metrics: hand-made tables.
@@ -197,7 +197,7 @@ def test_combine_results_and_card_shape():
 
 def test_metric_modules_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import interlace_hf.metrics, interlace_hf.evaluate\n"
+            "import interlace_hf.evaluation.metrics, interlace_hf.evaluation.evaluate\n"
             "import interlace_hf.integrations.vlmevalkit, interlace_hf.integrations.lmms_eval_plugin\n"
             "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -274,7 +274,7 @@ def test_load_synthetic_task(synthetic_dir):
     with pytest.raises(ValueError, match="4 predictions for 5 questions"):
         score_task(task, ["x"] * 4)
     default = load_task("synthetic", limit=3)  # no data: made on the fly, the first records of the seed-0 set
-    assert default.source.startswith("interlace_hf.synthetic") and len(default.items) == 3
+    assert default.source.startswith("interlace_hf.datasets.synthetic") and len(default.items) == 3
     assert all(Path(item.images[0]).is_file() for item in default.items)
     made = json.loads((synthetic_dir / "synthetic.json").read_text())[:3]
     assert [item.question for item in default.items] == [
@@ -391,7 +391,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def tiny_loaded(tiny_model_dir):
-    from interlace_hf.export import load_model
+    from interlace_hf.checkpoint import load_model
     from interlace_hf.processing import load_processor
 
     return load_model(str(tiny_model_dir), dtype="float32").eval(), load_processor(tiny_model_dir)
@@ -412,7 +412,7 @@ def test_batched_generation_equals_one_at_a_time(tiny_loaded, synthetic_dir):
 
 @pytest.fixture(scope="module")
 def pruned_dir(tiny_model_dir, tmp_path_factory):
-    from interlace_hf.export import load_model, save_pruned
+    from interlace_hf.checkpoint import load_model, save_pruned
     from interlace_hf.plan import Plan
     from interlace_hf.surgery import prune_model
 
@@ -633,7 +633,7 @@ def test_base_and_pruned_are_evaluated_at_one_resolution(tiny_model_dir, pruned_
     one) is evaluated at the base's, so both models see the same image tokens; the bounds are in the results."""
     import shutil
 
-    from interlace_hf.evaluate import evaluate_model, image_resolution
+    from interlace_hf.evaluation.evaluate import evaluate_model, image_resolution
 
     shrunk = tmp_path / "shrunk"
     shutil.copytree(pruned_dir, shrunk)

@@ -71,14 +71,14 @@ class RunArgs:
         if not isinstance(self.train, dict):
             raise ValueError("train: must be a mapping of `interlace-hf train` keys.")
         if self.push_to_hub:
-            from .args import validate_repo_id
+            from ..args import validate_repo_id
 
             validate_repo_id(self.push_to_hub, "push_to_hub:")
 
 
 def load_run_recipe(path: str | Path, overrides: dict | None = None) -> RunArgs:
     """Read a run recipe; unknown keys are an error that names them."""
-    from .args import read_recipe_file
+    from ..args import read_recipe_file
 
     path = Path(path)
     if not path.is_file():
@@ -133,7 +133,7 @@ class Pipeline:
             return {}
 
     def _record(self, name: str, status: str) -> None:
-        from .fileio import write_json_atomic
+        from ..utils.fileio import write_json_atomic
 
         self.state[name] = {"status": status, "settings": self._settings(name)}
         write_json_atomic(self.out / STATE_FILE, self.state)
@@ -189,7 +189,7 @@ class Pipeline:
         if self.recipe_text is not None:
             (out / "run_recipe.yaml").write_text(self.recipe_text)
         if a.model == "tiny":  # the embedded default, built here
-            from .tiny import build_tiny_model
+            from ..testing.tiny import build_tiny_model
 
             self.args.model = str(out / "base")
             self._stage("base", (out / "base" / "config.json").is_file(),
@@ -216,8 +216,8 @@ class Pipeline:
         """The `train:` keys are `interlace-hf train` arguments; the run sets model, dataset and output_dir itself."""
         if "train" in self.args.skip:
             return
-        from .args import TrainArgs
-        from .trainer import InterlaceSFTConfig
+        from ..args import TrainArgs
+        from ..trainer import InterlaceSFTConfig
 
         names = {f.name for cls in (TrainArgs, InterlaceSFTConfig) for f in dataclasses.fields(cls)}
         unknown = sorted(set(self.args.train) - names)
@@ -231,7 +231,7 @@ class Pipeline:
 
     # stages
     def _data(self) -> None:
-        from .synthetic import make_synthetic
+        from ..datasets.synthetic import make_synthetic
 
         a = self.args
         if a.data == "synthetic":
@@ -240,8 +240,8 @@ class Pipeline:
             make_synthetic(self.out / "eval-data", num=max(16, a.synthetic_num // 4), seed=a.seed + 1, overwrite=True)
 
     def _similarity(self, sim: Path) -> None:
-        from .args import SimilarityArgs
-        from .similarity import run_similarity
+        from ..args import SimilarityArgs
+        from ..similarity import run_similarity
 
         a = self.args
         run_similarity(SimilarityArgs(model=a.model, data=str(self.data_file), output_dir=str(sim),
@@ -249,8 +249,8 @@ class Pipeline:
                                       batch_size=8, overwrite=True))
 
     def _plan(self, sim: Path) -> None:
-        from .layermap import plot_similarity_profile, render_layer_map
-        from .selection import load_similarity_tables, select_layers
+        from ..layermap import plot_similarity_profile, render_layer_map
+        from ..selection import load_similarity_tables, select_layers
 
         tables = load_similarity_tables(sim)
         plan = select_layers(tables, self.args.strategy, drop_ratio=self.args.drop_ratio, seed=self.args.seed)
@@ -262,10 +262,10 @@ class Pipeline:
             logger.info("no plot: %s", err)
 
     def _prune(self, sim: Path, pruned: Path) -> None:
-        from .export import choose_format, load_model, prune_and_save
-        from .plan import Plan
-        from .selection import load_similarity_tables
-        from .surgery import num_deepstack_features
+        from ..checkpoint import choose_format, load_model, prune_and_save
+        from ..plan import Plan
+        from ..selection import load_similarity_tables
+        from ..surgery import num_deepstack_features
 
         plan = Plan.load(self.out / "plan.json")
         model = load_model(self.args.model)
@@ -276,7 +276,7 @@ class Pipeline:
     def _train(self, pruned: Path, final: Path) -> None:
         import yaml
 
-        from .train import parse_train_args, run_training
+        from ..train import parse_train_args, run_training
 
         recipe = dict(self.args.train)
         recipe.update(model=str(pruned), dataset=str(self.data_file), output_dir=str(final))
@@ -287,33 +287,33 @@ class Pipeline:
         run_training(train_args, sft_config, text)
 
     def _eval(self, final: Path) -> None:
-        from .evaluate import run_eval
+        from ..evaluation.evaluate import run_eval
 
         run_eval(str(final), base=self.args.model, tasks=self.args.eval_tasks,
                  data={task: str(self.eval_file) for task in self.args.eval_tasks if task == "synthetic"},
                  limit=self.args.eval_limit, output=str(self.out / "eval.json"))
 
     def _bench(self, final: Path) -> None:
-        from .bench import run_bench
+        from ..benchmark.bench import run_bench
 
         run_bench([self.args.model, str(final)], image_size=self.args.bench_image_size,
                   repeats=self.args.bench_repeats, output=str(self.out / "bench.json"), write_model_results=True)
 
     def _card(self, final: Path) -> None:
-        from .card import write_model_card
+        from ..card import write_model_card
 
         print(f"card: {write_model_card(final, model_name=self.args.push_to_hub or final.name)}")
 
     def _push(self, final: Path) -> None:
-        from .hub import check_push_access
+        from ..hub import check_push_access
         from .publish import push_summary, push_checkpoint
 
         api = check_push_access(self.args.push_to_hub)
         print(push_summary(push_checkpoint(api, final, self.args.push_to_hub)))
 
     def _final_report(self, final: Path) -> dict:
-        from .card import parameter_counts
-        from .plan import Plan
+        from ..card import parameter_counts
+        from ..plan import Plan
 
         plan = Plan.load(final)
         before, after = parameter_counts(final, plan)
@@ -326,7 +326,7 @@ class Pipeline:
             report["relative_performance"] = evaluation.get("relative")
         claim = None
         if bench:
-            from .card import speedup_claim
+            from ..card import speedup_claim
 
             claim = speedup_claim(bench.get("base_ttft_samples"), bench.get("ttft_samples"), bench.get("ideal_speedup"))
             report["ttft_speedup"] = claim["median"] if claim["quotable"] else None

@@ -17,7 +17,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
 
 from interlace_hf.processing import InterlaceQwen3VLProcessor, load_processor, register_processor
-from interlace_hf.tiny import (
+from interlace_hf.testing.tiny import (
     QWEN_SPECIAL_TOKENS,
     TINY_CHAT_TEMPLATE,
     build_tiny_model,

@@ -12,8 +12,8 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText, LlamaConfig, LlamaForCausalLM, pipeline
 
-from interlace_hf.cli import main
-from interlace_hf.export import choose_format, save_pruned, standard_config_dict
+from interlace_hf.commands.cli import main
+from interlace_hf.checkpoint import choose_format, save_pruned, standard_config_dict
 from interlace_hf.plan import Plan
 from interlace_hf.surgery import prune_model
 
@@ -81,7 +81,7 @@ def test_standard_is_refused_when_not_exact_unless_forced(tiny_model_dir, tmp_pa
 def test_a_second_run_into_the_same_new_directory_is_refused(tmp_path):
     """Two runs into one new path: the first to finish keeps it; the second is refused at the rename, not silently
     swapped in, and leaves no staging directory behind."""
-    from interlace_hf.fileio import atomic_output_dir
+    from interlace_hf.utils.fileio import atomic_output_dir
 
     target = tmp_path / "out"
     with pytest.raises(ValueError, match="appeared while this run was writing"):
@@ -251,7 +251,7 @@ def test_cli_prune_rejects_models_that_are_not_qwen3_vl(tmp_path, capsys):
 def test_cli_help_does_not_import_torch():
     code = (
         "import sys; sys.argv = ['interlace-hf', '--help']; sys.modules['torch'] = None\n"
-        "from interlace_hf.cli import main\n"
+        "from interlace_hf.commands.cli import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    sys.exit(e.code)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

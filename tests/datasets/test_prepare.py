@@ -9,9 +9,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from interlace_hf import prepare as prepare_module
+from interlace_hf.datasets import prepare as prepare_module
 from interlace_hf.data import load_records
-from interlace_hf.prepare import detect_format, list_subsets, prepare_dataset
+from interlace_hf.datasets.prepare import detect_format, list_subsets, prepare_dataset
 
 FEATURES = datasets.Features({
     "images": datasets.List(datasets.Image()),

@@ -1,4 +1,4 @@
-"""`interlace-hf bench` (interlace_hf.bench) and the FLOP / parameter counts (interlace_hf.flops)."""
+"""`interlace-hf bench` (interlace_hf.benchmark.bench) and the FLOP / parameter counts (interlace_hf.benchmark.flops)."""
 
 import itertools
 import json
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from interlace_hf.bench import BENCH_FILE, load_config_dict, run_bench, shipped_configs
-from interlace_hf.flops import ideal_speedup, parameter_count, prefill_flops, with_num_layers
+from interlace_hf.benchmark.bench import BENCH_FILE, load_config_dict, run_bench, shipped_configs
+from interlace_hf.benchmark.flops import ideal_speedup, parameter_count, prefill_flops, with_num_layers
 
 SMALL = dict(image_size=64, prompt_tokens=16, new_tokens=4, repeats=2, warmup=1)
 
@@ -17,7 +17,7 @@ SMALL = dict(image_size=64, prompt_tokens=16, new_tokens=4, repeats=2, warmup=1)
 @pytest.fixture(scope="module")
 def pruned_dir(tiny_model_dir, tmp_path_factory):
     """The tiny model with layers 1, 6 and 9 dropped (layer 1 carries a deepstack feature: `interlace` format)."""
-    from interlace_hf.export import load_model, save_pruned
+    from interlace_hf.checkpoint import load_model, save_pruned
     from interlace_hf.plan import Plan
     from interlace_hf.surgery import prune_model
 
@@ -28,7 +28,7 @@ def pruned_dir(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_config_json(tmp_path_factory):
-    from interlace_hf.tiny import build_tiny_processor, tiny_config
+    from interlace_hf.testing.tiny import build_tiny_processor, tiny_config
 
     path = tmp_path_factory.mktemp("config") / "tiny-config.json"
     path.write_text(json.dumps(tiny_config(8, build_tiny_processor().tokenizer).to_dict()))
@@ -75,7 +75,7 @@ def test_bench_checkpoints_json_and_model_card(tiny_model_dir, pruned_dir, tmp_p
     assert record["speedup"] == pruned["speedup"]["ttft"] and record["base_ttft_ms"] == base["ttft_ms"]["median"]
     assert not (tiny_model_dir / BENCH_FILE).exists()  # the base is never written into
 
-    from interlace_hf.bench import format_bench_table
+    from interlace_hf.benchmark.bench import format_bench_table
     from interlace_hf.card import card_context_from_checkpoint, render_model_card
 
     card = render_model_card(card_context_from_checkpoint(pruned_dir))
@@ -173,7 +173,7 @@ def test_shipped_configs(name, hidden, intermediate, vision_depth, vision_hidden
 def test_parameter_count_matches_a_built_model():
     from transformers import Qwen3VLForConditionalGeneration
 
-    from interlace_hf.tiny import build_tiny_processor, tiny_config
+    from interlace_hf.testing.tiny import build_tiny_processor, tiny_config
 
     config = tiny_config(5, build_tiny_processor().tokenizer)
     model = Qwen3VLForConditionalGeneration(config)
@@ -243,7 +243,7 @@ def test_ideal_speedup_is_monotone_and_below_the_layer_ratio():
 
 
 def test_flops_module_imports_no_torch():
-    code = ("import sys; sys.modules['torch'] = None; import interlace_hf.flops as f; "
+    code = ("import sys; sys.modules['torch'] = None; import interlace_hf.benchmark.flops as f; "
             "print(f.prefill_flops({'text_config': {'hidden_size': 8, 'intermediate_size': 8, 'num_hidden_layers': 1, "
             "'num_attention_heads': 1, 'vocab_size': 4}, 'vision_config': {'hidden_size': 4, 'intermediate_size': 4, "
             "'depth': 1, 'out_hidden_size': 8}}, 1, 32)['total'])")
@@ -291,7 +291,7 @@ def test_bad_random_entries(tiny_config_json, tmp_path):
 
 
 def test_write_model_results_needs_the_base_and_pruned_checkpoints(tiny_model_dir, pruned_dir, tmp_path):
-    from interlace_hf.tiny import build_tiny_model
+    from interlace_hf.testing.tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "dense", num_layers=4)
     with pytest.raises(ValueError, match="has no plan.json; list only pruned checkpoints"):
@@ -305,7 +305,7 @@ def test_write_model_results_needs_the_base_and_pruned_checkpoints(tiny_model_di
 def test_training_step_flops(tiny_config_json):
     """The counted ideal of a training step: full fine-tuning is 3 forwards (4 with checkpointing, minus the head,
     which is not recomputed); INTERLACE's backward stops at the lowest tuned layer."""
-    from interlace_hf.flops import prefill_flops, training_step_flops
+    from interlace_hf.benchmark.flops import prefill_flops, training_step_flops
 
     config = json.loads(open(tiny_config_json).read())
     one = prefill_flops(config, 40, 64)

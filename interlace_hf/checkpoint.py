@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .fileio import atomic_output_dir
+from .utils.fileio import atomic_output_dir
 from .plan import PLAN_FILE, Plan
 from .hub import PROCESSOR_FILE_PATTERNS, read_model_config
 from .surgery import check_supported, current_kept_layers, num_deepstack_features

@@ -31,10 +31,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data import strip_image_placeholders
-from .version import package_versions
-from .fileio import write_json_atomic
-from .hub import HUB_ID
+from ..data import strip_image_placeholders
+from ..version import package_versions
+from ..utils.fileio import write_json_atomic
+from ..hub import HUB_ID
 
 logger = logging.getLogger(__name__)
 

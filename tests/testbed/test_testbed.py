@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 
 from interlace_hf.args import TESTBED_STRATEGIES, TestbedCompareArgs, TestbedTrainArgs
-from interlace_hf.cli import main
-from interlace_hf import testbed
-from interlace_hf.testbed import ALL_TASKS, SIZES, format_compare_table, majority_baseline, run_compare, train_testbed
+from interlace_hf.commands.cli import main
+from interlace_hf.testbed import compare as testbed
+from interlace_hf.testbed.compare import (
+    ALL_TASKS,
+    SIZES,
+    format_compare_table,
+    majority_baseline,
+    run_compare,
+    train_testbed,
+)
 
 STRATEGIES = ["interlace", "shortgpt", "sleb", "random"]
 
@@ -198,7 +205,7 @@ def test_accuracy_stderr_is_the_binomial_error_of_the_type_mean():
 
 
 def test_testbed_config_keeps_qwen3_vl_structure():
-    from interlace_hf.tiny import build_tiny_tokenizer
+    from interlace_hf.testing.tiny import build_tiny_tokenizer
 
     config = testbed.testbed_config(SIZES["small"], build_tiny_tokenizer())
     text = config.text_config

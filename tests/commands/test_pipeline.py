@@ -5,8 +5,8 @@ import json
 import pytest
 import yaml
 
-from interlace_hf.cli import main
-from interlace_hf.run import load_run_recipe
+from interlace_hf.commands.cli import main
+from interlace_hf.commands.pipeline import load_run_recipe
 
 
 def test_run_tiny_end_to_end_then_resume(tmp_path, capsys):

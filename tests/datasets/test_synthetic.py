@@ -3,9 +3,9 @@ import json
 import pytest
 from PIL import Image
 
-from interlace_hf.cli import main
+from interlace_hf.commands.cli import main
 from interlace_hf.data import load_records
-from interlace_hf.synthetic import (
+from interlace_hf.datasets.synthetic import (
     BAR_COLOUR,
     BAR_LABELS,
     COLOURS,

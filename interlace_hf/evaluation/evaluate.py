@@ -3,7 +3,7 @@ performance against the base model (the mean over tasks of pruned score / base s
 
 Tasks (each with a default metric; `metric=` overrides it) and their data when no `data=` is given:
 
-- `synthetic`: 200 records of `interlace_hf.synthetic` (seed 0), made in a temporary directory; `exact_match`,
+- `synthetic`: 200 records of `interlace_hf.datasets.synthetic` (seed 0), made in a temporary directory; `exact_match`,
   also per task type.
 - `chartqa`: `HuggingFaceM4/ChartQA`, split `test`; `relaxed_accuracy`, also per human / augmented question.
 - `textvqa`: `lmms-lab/textvqa`, split `validation`; `vqa_accuracy` when every question has >= 3 human answers,
@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fileio import write_json_atomic
+from ..utils.fileio import write_json_atomic
 from .metrics import METRICS, answer_index, parse_choices, relative_performance, score
-from .prepare import DOMAINS
-from .version import package_versions
-from .hub import HUB_ID
-from .runtime import DTYPES
+from ..datasets.prepare import DOMAINS
+from ..version import package_versions
+from ..hub import HUB_ID
+from ..utils.runtime import DTYPES
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def _mc_fields(question: str, reference: str | None, raw: dict) -> tuple[tuple, 
 
 
 def _items_from_llava(task: str, manifest: Path, limit: int | None) -> list[EvalItem]:
-    from .data import check_images, load_records
+    from ..data import check_images, load_records
 
     raw_items = json.loads(manifest.read_text())
     records, _ = load_records(str(manifest))
@@ -306,7 +306,7 @@ def _label_names(dataset, column: str):
 
 def _generic_example(row: dict):
     """A row of a plain VQA table: `image` or `images`, `question`, `answer` (or `answers`)."""
-    from .prepare import Example
+    from ..datasets.prepare import Example
 
     images = row.get("images") or ([row["image"]] if row.get("image") is not None else [])
     answer = row.get("answer")
@@ -319,7 +319,7 @@ def _generic_example(row: dict):
 def _items_from_dataset(task: str, source: str, split: str | None, default_split: str | None,
                         limit: int | None) -> tuple[list[EvalItem], int, str | None]:
     """The questions of a dataset in native columns, how many rows were skipped, and the split read."""
-    from .prepare import CONVERTERS, detect_format
+    from ..datasets.prepare import CONVERTERS, detect_format
 
     dataset, split = _load_dataset_split(source, split, default_split)
     columns = set(dataset.column_names)
@@ -384,13 +384,13 @@ def load_task(name: str, data: str | None = None, *, metric: str | None = None, 
     keep = None
     skipped = 0
     if data is None and name == "synthetic":
-        from .synthetic import make_synthetic
+        from ..datasets.synthetic import make_synthetic
 
         keep = tempfile.TemporaryDirectory(prefix="interlace-hf-eval-synthetic-")
         # records are drawn one after another from one seeded generator: the first `limit` of the 200 are the set
         num = min(limit or SYNTHETIC_DEFAULT_NUM, SYNTHETIC_DEFAULT_NUM)
         source_path = make_synthetic(Path(keep.name) / "synthetic", num=num, seed=0)
-        source = f"interlace_hf.synthetic (num={SYNTHETIC_DEFAULT_NUM}, seed=0)"
+        source = f"interlace_hf.datasets.synthetic (num={SYNTHETIC_DEFAULT_NUM}, seed=0)"
         items = _items_from_llava(name, source_path, limit)
         split = None
     else:
@@ -446,7 +446,7 @@ def load_tasks(tasks: str | Iterable[str], *, data: Mapping[str, str] | None = N
 
 
 def _load_images(images: Sequence) -> list:
-    from .data import Record
+    from ..data import Record
 
     return Record(images=list(images)).load_images()
 
@@ -544,7 +544,7 @@ def image_resolution(model_path: str, revision: str | None = None, *, min_pixels
     `processor`, when it is already loaded)."""
     if min_pixels is None or max_pixels is None:
         if processor is None:
-            from .processing import load_processor
+            from ..processing import load_processor
 
             processor = load_processor(model_path, revision=revision)
         size = processor.image_processor.size or {}
@@ -564,9 +564,9 @@ def _evaluate_loaded_tasks(model_path: str, tasks: Sequence[EvalTask], *, revisi
     the same questions also see the same image tokens."""
     import torch
 
-    from .export import load_model
-    from .processing import load_processor
-    from .runtime import resolve_device, resolve_dtype
+    from ..checkpoint import load_model
+    from ..processing import load_processor
+    from ..utils.runtime import resolve_device, resolve_dtype
 
     resolved = resolve_device(device)
     model = load_model(model_path, revision=revision, dtype=resolve_dtype(dtype, resolved),
@@ -647,7 +647,7 @@ def evaluate_model(model_path: str, tasks: list[str] | str, *, data: dict[str, s
     validate_eval_args(tasks, data=data, metric=metric, batch_size=batch_size, max_new_tokens=max_new_tokens,
                        limit=limit, dtype=dtype, device=device)
     loaded = load_tasks(tasks, data=data, metric=metric, split=split, limit=limit, prompt_suffix=prompt_suffix)
-    from .hub import read_model_config
+    from ..hub import read_model_config
 
     read_model_config(model_path, revision)  # a wrong path fails here, before any weight is read
     resolution = image_resolution(model_path, revision, min_pixels=min_pixels, max_pixels=max_pixels)
@@ -741,7 +741,7 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
                        limit=limit, dtype=dtype, device=device)
     if output is not None and Path(output).expanduser().is_dir():
         raise ValueError(f"--output {output!r} is a directory; pass a file path such as results.json.")
-    from .hub import read_model_config
+    from ..hub import read_model_config
 
     read_model_config(model, revision)  # both models are checked before any data or weight is read
     if base is not None:
@@ -778,7 +778,7 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
         logger.warning("%s", summary["note"])
     model_dir = Path(str(model)).expanduser()
     if write_card_results and base is not None and (model_dir / "config.json").is_file():
-        from .card import EVAL_FILE
+        from ..card import EVAL_FILE
 
         if summary["relative"] is None:
             logger.warning("no task has a base score above 0: no relative performance, %s not written.", EVAL_FILE)

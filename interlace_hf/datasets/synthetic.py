@@ -18,8 +18,8 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from .fileio import atomic_output_dir
-from .tiny import TINY_COLOURS, TINY_OBJECTS, TINY_SHAPES
+from ..utils.fileio import atomic_output_dir
+from ..testing.tiny import TINY_COLOURS, TINY_OBJECTS, TINY_SHAPES
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (220, 30, 30), "green": (30, 170, 60), "blue": (40, 70, 220), "yellow": (235, 200, 20)}

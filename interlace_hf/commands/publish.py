@@ -12,8 +12,8 @@ import logging
 import time
 from pathlib import Path
 
-from .args import PruneArgs, PublishArgs, PushArgs
-from .plan import Plan
+from ..args import PruneArgs, PublishArgs, PushArgs
+from ..plan import Plan
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ def _human(size: int | None) -> str:
 
 def _choose_plan(args, config: dict, depth: int):
     """The plan of a prune (None for sleb, which needs the model) and the similarity tables behind it."""
-    from .plan import parse_layer_list
-    from .planning import plan_from_args
+    from ..plan import parse_layer_list
+    from ..planning import plan_from_args
 
     if args.plan is not None:
         plan, tables = Plan.load(args.plan), None
@@ -58,9 +58,9 @@ def _deepstack_count(config: dict) -> int:
 
 def run_prune(args: PruneArgs) -> Path | None:
     """`interlace-hf prune`: returns the output directory (None for a dry run)."""
-    from .export import choose_format
-    from .fileio import check_output_dir
-    from .hub import check_push_access, original_depth, read_model_config
+    from ..checkpoint import choose_format
+    from ..utils.fileio import check_output_dir
+    from ..hub import check_push_access, original_depth, read_model_config
 
     args.validate()
     config = read_model_config(args.model, args.model_revision, local_only=args.dry_run)
@@ -77,8 +77,8 @@ def run_prune(args: PruneArgs) -> Path | None:
                              revision=args.model_revision))
         return None
 
-    from .export import load_model, prune_and_save
-    from .planning import plan_from_args
+    from ..checkpoint import load_model, prune_and_save
+    from ..planning import plan_from_args
 
     start = time.perf_counter()
     model = load_model(args.model, revision=args.model_revision, dtype=args.dtype)
@@ -104,8 +104,8 @@ def run_prune(args: PruneArgs) -> Path | None:
 
 def push_checkpoint(api, directory, repo_id: str, **kwargs) -> dict:
     """Render the card for its Hub name, then upload (only what is missing or changed)."""
-    from .card import write_model_card
-    from .hub import push_directory
+    from ..card import write_model_card
+    from ..hub import push_directory
 
     write_model_card(directory, model_name=repo_id)
     return push_directory(api, directory, repo_id, **kwargs)
@@ -119,7 +119,7 @@ def push_summary(report: dict) -> str:
 
 def run_push(args: PushArgs) -> dict | None:
     """`interlace-hf push DIR --repo-id R`."""
-    from .hub import check_push_access, files_to_upload
+    from ..hub import check_push_access, files_to_upload
 
     directory = Path(args.directory)
     if not (directory / "config.json").is_file() or not (directory / "plan.json").is_file():
@@ -127,11 +127,11 @@ def run_push(args: PushArgs) -> dict | None:
                          "pass the --output-dir of `interlace-hf prune` or `interlace-hf train`.")
     if not args.repo_id:
         raise ValueError("--repo-id is required: the Hub repo to push to, e.g. my-org/Interlace-Qwen3-VL-8B-25pc.")
-    from .args import validate_repo_id
+    from ..args import validate_repo_id
 
     validate_repo_id(args.repo_id, "--repo-id")
     if args.dry_run:
-        from .card import card_context_from_checkpoint, render_model_card
+        from ..card import card_context_from_checkpoint, render_model_card
 
         files = files_to_upload(directory)
         lines = [f"would push {len(files)} files ({_human(sum(f.stat().st_size for f in files))}) to {args.repo_id}"
@@ -149,7 +149,7 @@ def run_push(args: PushArgs) -> dict | None:
 
 def _estimated_files(model: str, config: dict, plan: Plan | None, revision: str | None) -> list[tuple[str, int | None]]:
     """The files a prune would write, with sizes estimated from the base's safetensors headers (no weights read)."""
-    from .hub import PROCESSOR_FILE_PATTERNS, resolve_checkpoint
+    from ..hub import PROCESSOR_FILE_PATTERNS, resolve_checkpoint
 
     try:
         base = resolve_checkpoint(model, revision, local_only=True)
@@ -157,7 +157,7 @@ def _estimated_files(model: str, config: dict, plan: Plan | None, revision: str 
         base = None
     weights = None
     if base is not None and plan is not None and list(base.glob("*.safetensors")):
-        from .card import safetensors_tensor_bytes
+        from ..card import safetensors_tensor_bytes
 
         kept_positions = set(range(plan.num_layers)) - set(plan.dropped_layers)
         weights = 0
@@ -174,7 +174,7 @@ def _estimated_files(model: str, config: dict, plan: Plan | None, revision: str 
 
 
 def dry_run_report(model, config, plan, chosen, output_dir, repo_id, tables, revision=None) -> str:
-    from .card import CardContext, render_model_card
+    from ..card import CardContext, render_model_card
 
     lines = ["dry run: nothing is written, downloaded or pushed", f"base model: {model}"]
     if plan is None:
@@ -203,9 +203,9 @@ def run_publish(args: PublishArgs) -> dict:
     Progress is kept in `{work_dir}/publish_state.json` (repo ids, what is done, the collection slug), so a rerun
     skips finished variants and updates the same collection.
     """
-    from .export import choose_format
-    from .hub import check_push_access, original_depth, read_model_config
-    from .selection import load_similarity_tables, select_layers
+    from ..checkpoint import choose_format
+    from ..hub import check_push_access, original_depth, read_model_config
+    from ..selection import load_similarity_tables, select_layers
 
     args.validate()
     config = read_model_config(args.model, local_only=args.dry_run)
@@ -214,7 +214,7 @@ def run_publish(args: PublishArgs) -> dict:
     if tables.num_layers != depth:
         raise ValueError(f"the similarities describe a {tables.num_layers}-layer model, {args.model!r} has {depth}.")
     base_name = Path(args.model.rstrip("/")).name
-    from .selection import num_to_drop
+    from ..selection import num_to_drop
 
     by_count: dict[int, list[float]] = {}
     for ratio in args.ratios:
@@ -265,7 +265,7 @@ def run_publish(args: PublishArgs) -> dict:
         record.update(pushed=True, directory=str(directory), plan=v["plan"].to_dict())
         save_state()
 
-    from .hub import with_retries
+    from ..hub import with_retries
 
     slug = state.get("collection_slug")
     if slug is None:
@@ -286,7 +286,7 @@ def run_publish(args: PublishArgs) -> dict:
 
 def _build_variant(args: PublishArgs, variant: dict, tables) -> Path:
     """Prune (and fine-tune) one variant into its directory, unless a finished one is already there."""
-    from .export import load_model, prune_and_save
+    from ..checkpoint import load_model, prune_and_save
 
     directory = Path(variant["dir"])
     plan: Plan = variant["plan"]
@@ -297,7 +297,7 @@ def _build_variant(args: PublishArgs, variant: dict, tables) -> Path:
         return directory
     trained = directory.with_name(directory.name + "-ft")
     if not (trained / "interlace_train.json").is_file():
-        from .train import parse_train_args, run_training
+        from ..train import parse_train_args, run_training
 
         train_args, sft_config, recipe = parse_train_args(
             ["--config", args.train_config, "--model", str(directory), "--output_dir", str(trained)])

@@ -16,13 +16,13 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .fileio import atomic_output_dir, check_output_dir
+from ..utils.fileio import atomic_output_dir, check_output_dir
 
 
 if TYPE_CHECKING:
     from transformers import BatchFeature, Qwen3VLConfig
 
-    from .processing import InterlaceQwen3VLProcessor
+    from ..processing import InterlaceQwen3VLProcessor
 
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def build_tiny_processor(seed: int = 0) -> InterlaceQwen3VLProcessor:
         seed (`int`, *optional*, defaults to 0):
             Seed of the tokenizer's training corpus.
     """
-    from .processing import InterlaceQwen3VLProcessor, register_processor
+    from ..processing import InterlaceQwen3VLProcessor, register_processor
 
     register_processor()  # its checkpoints ship the processor's code (see processing.register_processor)
     tokenizer = build_tiny_tokenizer(seed)
@@ -350,7 +350,7 @@ def build_tiny_model(output_dir: str | Path, num_layers: int = 12, seed: int = 0
         )
     check_output_dir(output_dir, overwrite, flag="OUTPUT_DIR")
 
-    from .version import __version__
+    from ..version import __version__
 
     processor = build_tiny_processor()
     model = init_qwen3_vl(tiny_config(num_layers, processor.tokenizer), processor.tokenizer, seed).eval()
@@ -359,7 +359,7 @@ def build_tiny_model(output_dir: str | Path, num_layers: int = 12, seed: int = 0
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         provenance = {
-            "builder": "interlace_hf.tiny.build_tiny_model",
+            "builder": "interlace_hf.testing.tiny.build_tiny_model",
             "interlace_hf_version": __version__,
             "num_layers": num_layers,
             "seed": seed,

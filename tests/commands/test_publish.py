@@ -9,7 +9,7 @@ from huggingface_hub import HfApi, ModelCard, snapshot_download
 from transformers import AutoModelForImageTextToText
 
 from interlace_hf.card import CardContext, render_model_card
-from interlace_hf.cli import main
+from interlace_hf.commands.cli import main
 from interlace_hf.hub import with_retries
 from interlace_hf.plan import Plan
 
@@ -181,7 +181,7 @@ def test_card_metadata_parses_and_the_tiny_card_matches_its_snapshot():
     assert card.data.eval_results[0].metric_value == 0.45
     assert "**1.25x faster (range 1.25-1.26x over 3 rounds; FLOP ideal 1.31x)**" in text
     assert "90.0%" in text and "trust_remote_code=True" in text
-    snapshot = Path(__file__).resolve().parents[1] / "interlace_hf" / "model_cards" / "example-tiny-interlace-25pc.md"
+    snapshot = Path(__file__).resolve().parents[2] / "interlace_hf" / "model_cards" / "example-tiny-interlace-25pc.md"
     if os.environ.get("INTERLACE_HF_UPDATE_SNAPSHOTS"):
         snapshot.write_text(text)
     assert text == snapshot.read_text(), (
@@ -205,7 +205,7 @@ def test_with_retries_gives_up_on_permanent_errors():
 
 def test_trainer_push_to_hub_keeps_the_format_the_plan_and_our_card(hub, tiny_model_dir, tiny_processor, tmp_path):
     from interlace_hf.surgery import prune_model
-    from interlace_hf.synthetic import make_synthetic
+    from interlace_hf.datasets.synthetic import make_synthetic
     from interlace_hf.train import build_train_dataset
     from interlace_hf.args import TrainArgs
     from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForImageTextToText
 
-from interlace_hf.cli import main
+from interlace_hf.commands.cli import main
 from interlace_hf.data import load_records
 from interlace_hf.plan import Plan
 from interlace_hf.selection import load_similarity_tables, select_layers

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from .args import (
+from ..args import (
     BenchArgs,
     EvalArgs,
     PlanArgs,
@@ -27,12 +27,12 @@ from .args import (
     add_dataclass_arguments,
     from_namespace,
 )
-from .version import __version__
+from ..version import __version__
 
 
 def _cmd_tiny(ns: argparse.Namespace) -> int:
     args = from_namespace(TinyArgs, ns)
-    from .tiny import build_tiny_model
+    from ..testing.tiny import build_tiny_model
 
     start = time.perf_counter()
     path = build_tiny_model(args.output_dir, num_layers=args.num_layers, seed=args.seed, overwrite=args.overwrite)
@@ -67,21 +67,21 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     args.validate_selection(args.model)
     from pathlib import Path
 
-    from .planning import plan_from_args
+    from ..planning import plan_from_args
 
     depth = None
     if args.model is not None:
-        from .hub import original_depth, read_model_config
+        from ..hub import original_depth, read_model_config
 
         depth = original_depth(read_model_config(args.model))
     if args.plot:
-        from .layermap import require_matplotlib
+        from ..layermap import require_matplotlib
 
         require_matplotlib()
     plan, tables = plan_from_args(args, num_layers=depth)
     path = plan.save(Path(args.output))
     if tables is not None and tables.pack_sizes:
-        from .layermap import render_layer_map
+        from ..layermap import render_layer_map
 
         print(render_layer_map(plan, tables))
     else:
@@ -90,7 +90,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
     if args.plot:
         if tables is None or not tables.pack_sizes:
             raise ValueError("--plot draws the similarity profile: pass --similarities DIR too.")
-        from .layermap import plot_similarity_profile
+        from ..layermap import plot_similarity_profile
 
         print(f"wrote {plot_similarity_profile(plan, tables, args.plot)}")
     return 0
@@ -98,7 +98,7 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
 
 def _cmd_data_synthetic(ns: argparse.Namespace) -> int:
     args = from_namespace(SyntheticArgs, ns)
-    from .synthetic import make_synthetic
+    from ..datasets.synthetic import make_synthetic
 
     path = make_synthetic(args.output_dir, num=args.num, seed=args.seed, image_size=args.image_size,
                           overwrite=args.overwrite, tasks=args.tasks)
@@ -110,7 +110,7 @@ def _cmd_data_prepare(ns: argparse.Namespace) -> int:
     args = from_namespace(PrepareArgs, ns)
     if not args.output_dir:
         raise ValueError("--output-dir is required: the directory the prepared data is written to.")
-    from .prepare import prepare_dataset
+    from ..datasets.prepare import prepare_dataset
 
     start = time.perf_counter()
     summary = prepare_dataset(args.dataset, args.output_dir, fraction=args.fraction, sampling=args.sampling,
@@ -126,7 +126,7 @@ def _cmd_data_prepare(ns: argparse.Namespace) -> int:
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from .bench import format_bench_table, run_bench
+    from ..benchmark.bench import format_bench_table, run_bench
 
     a = from_namespace(BenchArgs, ns)
     kwargs = asdict(a)
@@ -138,7 +138,7 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
 
 def _cmd_eval(ns: argparse.Namespace) -> int:
     a = from_namespace(EvalArgs, ns)
-    from .evaluate import format_results, parse_metric_option, parse_task_mapping, run_eval
+    from ..evaluation.evaluate import format_results, parse_metric_option, parse_task_mapping, run_eval
 
     result = run_eval(a.model, a.base, a.tasks, a.output, data=parse_task_mapping(a.data, "--data"),
                       metric=parse_metric_option(a.metric), split=a.split, batch_size=a.batch_size,
@@ -151,7 +151,7 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from .run import run_pipeline
+    from .pipeline import run_pipeline
 
     overrides = {k: v for k, v in (("output_dir", ns.output_dir), ("model", ns.model)) if v}
     run_pipeline(ns.config, overrides)
@@ -160,7 +160,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
 
 def _cmd_verify(ns: argparse.Namespace) -> int:
     args = from_namespace(VerifyArgs, ns)
-    from .verify import verify_pruned
+    from ..verify import verify_pruned
 
     result = verify_pruned(args.base, args.pruned, image_size=args.image_size, new_tokens=args.new_tokens,
                            dtype=args.dtype)
@@ -183,7 +183,7 @@ def _cmd_verify(ns: argparse.Namespace) -> int:
 
 def _cmd_similarity(ns: argparse.Namespace) -> int:
     args = from_namespace(SimilarityArgs, ns)
-    from .similarity import run_similarity
+    from ..similarity import run_similarity
 
     start = time.perf_counter()
     result = run_similarity(args)
@@ -196,14 +196,14 @@ def _cmd_similarity(ns: argparse.Namespace) -> int:
 
 
 def _cmd_testbed_train(ns: argparse.Namespace) -> int:
-    from .testbed import train_testbed
+    from ..testbed.compare import train_testbed
 
     train_testbed(from_namespace(TestbedTrainArgs, ns))
     return 0
 
 
 def _cmd_testbed_compare(ns: argparse.Namespace) -> int:
-    from .testbed import run_compare
+    from ..testbed.compare import run_compare
 
     run_compare(from_namespace(TestbedCompareArgs, ns))
     return 0
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:
-        from .train import main as train_main
+        from ..train import main as train_main
 
         return train_main(argv[1:])
     parser = build_parser()
