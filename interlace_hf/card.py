@@ -8,12 +8,15 @@ safetensors headers for parameter counts, benchmark / evaluation results when th
 from __future__ import annotations
 
 import json
-import struct
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checkpoint import parameter_counts
 from .plan import Plan
 from .version import __version__
+
+logger = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "model_cards"
 TEMPLATE = "model_card.md.jinja"
@@ -103,6 +106,16 @@ def speedup_claim(base_samples, samples, ideal: float | None = None) -> dict:
 
 def _is_hub_id(name: str) -> bool:
     return name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists()
+
+
+def format_bytes(n: int | None) -> str:
+    """A size as the Hub shows it (decimal units): 16.42 GB, 3.10 MB; `-` when unknown."""
+    if n is None:
+        return "-"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
 
 
 def format_parameters(n: int | None) -> str:
@@ -224,47 +237,6 @@ def render_model_card(ctx: CardContext) -> str:
     return text
 
 
-def _safetensors_headers(directory: str | Path):
-    for path in sorted(Path(directory).glob("*.safetensors")):
-        with open(path, "rb") as f:
-            (header_len,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(header_len))
-        for name, info in header.items():
-            if name != "__metadata__":
-                yield name, info
-
-
-def safetensors_parameter_counts(directory: str | Path) -> dict[str, int]:
-    """Tensor name -> element count, read from the safetensors headers only (no weights, no torch)."""
-    counts: dict[str, int] = {}
-    for name, info in _safetensors_headers(directory):
-        n = 1
-        for dim in info["shape"]:
-            n *= dim
-        counts[name] = n
-    return counts
-
-
-def safetensors_tensor_bytes(directory: str | Path) -> dict[str, int]:
-    """Tensor name -> size in bytes (from the headers' data offsets)."""
-    return {name: info["data_offsets"][1] - info["data_offsets"][0] for name, info in _safetensors_headers(directory)}
-
-
-def parameter_counts(directory: str | Path, plan: Plan) -> tuple[int, int]:
-    """(before, after) parameter counts of a pruned checkpoint: after from its headers, before by adding back the
-    dropped layers (every decoder layer of Qwen3-VL has the same shapes)."""
-    counts = safetensors_parameter_counts(directory)
-    after = sum(counts.values())
-    per_layer: dict[str, int] = {}
-    for name, n in counts.items():
-        marker = ".language_model.layers."
-        if marker in name:
-            index = name.split(marker, 1)[1].split(".", 1)[0]
-            per_layer[index] = per_layer.get(index, 0) + n
-    layer_size = max(per_layer.values()) if per_layer else 0
-    return after + layer_size * len(plan.dropped_layers), after
-
-
 def card_context_from_checkpoint(directory: str | Path, *, model_name: str | None = None, license: str | None = None,
                                  similarity_means=None, trained: bool | None = None,
                                  datasets: list[str] | None = None, extra_tags: list[str] | None = None) -> CardContext:
@@ -314,7 +286,7 @@ def _similarity_means_of(plan: Plan):
     files = plan.metadata.get("similarity_files") or {}
     if not files or not all(Path(p).is_file() for p in files.values()):
         return None
-    from .selection import load_similarity_tables
+    from .tables import load_similarity_tables
 
     try:
         tables = load_similarity_tables(pack_paths={int(k): p for k, p in files.items()}, num_layers=plan.num_layers)
@@ -333,3 +305,19 @@ def write_model_card(directory: str | Path, **kwargs) -> Path:
     path = Path(directory) / "README.md"
     path.write_text(text)
     return path
+
+
+def write_card_files(directory: str | Path, plan: Plan, tables=None, *, model_name: str) -> Path:
+    """The similarity profile (when matplotlib is there and similarities are known) and the model card, written into
+    a checkpoint directory (a staging one, through `save_pruned(..., on_staged=...)`)."""
+    directory = Path(directory)
+    if tables is not None and tables.pack_sizes:
+        from .layermap import plot_similarity_profile, require_matplotlib
+
+        try:
+            require_matplotlib()
+            plot_similarity_profile(plan, tables, directory / PROFILE_IMAGE)
+        except ValueError as err:
+            logger.info("no similarity profile in the card: %s", err)
+    return write_model_card(directory, model_name=model_name,
+                            similarity_means=tables.means if tables is not None else None)

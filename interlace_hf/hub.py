@@ -1,125 +1,16 @@
-"""The only module that talks to the Hugging Face Hub (or reads a checkpoint's files). No torch."""
+"""The only module that talks to the Hugging Face Hub: push access, retried and resumable uploads. No torch.
+
+Reading a checkpoint (a local directory or a downloaded Hub snapshot) is `checkpoint`'s job."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-# Files of a base checkpoint that travel with a pruned one (processor, tokenizer, chat template, generation).
-PROCESSOR_FILE_PATTERNS = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "chat_template.json",
-    "chat_template.jinja",
-    "processor_config.json",
-    "preprocessor_config.json",
-    "video_preprocessor_config.json",
-    "generation_config.json",
-    "processing_interlace_qwen3_vl.py",  # the image-only processor's code, where the base ships it (tiny models)
-    "LICENSE",
-)
-
-SUPPORTED_MODEL_TYPES = ("qwen3_vl", "interlace_qwen3_vl")
 # A Hub repo id as it may appear where a local path could too (`org/name`), for telling the two apart.
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
-def resolve_checkpoint(model: str, revision: str | None = None, *, files_only: bool = False,
-                       local_only: bool = False) -> Path:
-    """A local directory for `model` (a directory, or a Hub id downloaded through the usual cache).
-
-    With `files_only`, only the processor / tokenizer / generation files are fetched.
-    """
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{str(path)!r} is a directory without a config.json; pass a model directory or Hub id.")
-        return path
-    if path.exists():
-        raise ValueError(f"{str(path)!r} is a file; pass a model directory or a Hub id like Qwen/Qwen3-VL-8B-Instruct.")
-    if model.count("/") > 1 or model.startswith((".", "/", "~")):
-        raise ValueError(f"model directory {model!r} does not exist (and it is not a Hub id of the form org/name).")
-    from huggingface_hub import snapshot_download
-
-    patterns = list(PROCESSOR_FILE_PATTERNS) + ["config.json"] if files_only else None
-    if local_only:
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
-        try:
-            return Path(snapshot_download(model, revision=revision, allow_patterns=patterns, local_files_only=True))
-        except LocalEntryNotFoundError:
-            raise ValueError(
-                f"{model!r} is not in the local Hub cache, and --dry-run reads nothing from the network; pass a local "
-                "model directory, or download it once (`hf download ...`)."
-            ) from None
-    return Path(snapshot_download(model, revision=revision, allow_patterns=patterns))
-
-
-def read_model_config(model: str, revision: str | None = None, *, local_only: bool = False) -> dict:
-    """The raw config.json of a local directory or Hub id (cheap: no weights)."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise ValueError(f"{str(path)!r} has no config.json; pass a Qwen3-VL model directory or Hub id.")
-    else:
-        config_file = resolve_checkpoint(model, revision, files_only=True, local_only=local_only) / "config.json"
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        where = f" (line {err.lineno}, column {err.colno})" if isinstance(err, json.JSONDecodeError) else ""
-        raise ValueError(f"{config_file} is not valid JSON{where}: the file is damaged or truncated; download it again "
-                         "(`hf download MODEL`) or re-save the checkpoint.") from None
-    if not isinstance(config, dict) or config.get("model_type") not in SUPPORTED_MODEL_TYPES:
-        config = config if isinstance(config, dict) else {}
-        raise ValueError(
-            f"interlace-hf prunes Qwen3-VL models (model_type {' or '.join(SUPPORTED_MODEL_TYPES)}, e.g. "
-            f"Qwen/Qwen3-VL-8B-Instruct); {model!r} has model_type {config.get('model_type')!r}."
-        )
-    return config
-
-
-
-
-def check_weight_files(directory: str | Path) -> None:
-    """Refuse a local checkpoint whose safetensors files are damaged (a header that does not parse, or a file shorter
-    than its header says), naming the file, before any weight is read. Cheap: headers only."""
-    import struct
-
-    directory = Path(directory)
-    if not directory.is_dir():
-        return
-    for path in sorted(directory.glob("*.safetensors")):
-        size = path.stat().st_size
-        problem = None
-        try:
-            with open(path, "rb") as handle:
-                (length,) = struct.unpack("<Q", handle.read(8))
-                if length > size - 8:
-                    problem = f"its header claims {length} bytes but the file has {size}"
-                else:
-                    header = json.loads(handle.read(length))
-                    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-                    if 8 + length + end > size:
-                        problem = f"it holds {size} bytes but its tensors need {8 + length + end}"
-        except (struct.error, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
-            problem = f"its header does not parse ({type(err).__name__})"
-        if problem:
-            raise ValueError(f"{path} is damaged or truncated ({problem}); download it again (`hf download MODEL`) "
-                             "or re-save the checkpoint.")
-
-
-def original_depth(config: dict) -> int:
-    """Decoder layers of the dense model a (possibly pruned) Qwen3-VL config.json comes from."""
-    text = config["text_config"]
-    block = config.get("interlace") or {}
-    return int(block.get("original_num_hidden_layers") or text.get("original_num_hidden_layers") or text["num_hidden_layers"])
 
 
 # --- publishing ------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from .plan import ROLE_ANCHOR, ROLE_DROP, ROLE_FROZEN, ROLE_TUNE, Plan
-from .selection import SimilarityTables
+from .tables import SimilarityTables
 
 # How each role reads in the text map: the dropped layers are the ones to spot at a glance.
 _ROLE_LABELS = {ROLE_DROP: "DROP", ROLE_TUNE: "tune", ROLE_ANCHOR: "anchor", ROLE_FROZEN: "frozen"}

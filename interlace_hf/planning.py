@@ -8,7 +8,8 @@ torch, when it runs.
 from __future__ import annotations
 
 from .plan import Plan, parse_layer_list
-from .selection import SimilarityTables, load_similarity_tables, select_layers
+from .tables import SimilarityTables, load_similarity_tables
+from .selection import select_layers
 
 
 def plan_from_args(args, *, num_layers: int | None = None, model=None) -> tuple[Plan, SimilarityTables | None]:

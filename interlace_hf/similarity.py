@@ -31,16 +31,12 @@ from .data import Record, check_images, load_records, sample_indices
 from .version import package_versions
 from .utils.runtime import resolve_device, resolve_dtype
 from .utils.fileio import write_json_atomic
-from .selection import SUMMARY_FILE
+from .tables import SUMMARY_FILE, similarity_file_name
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_FILE = "similarity_progress.json"  # the run's settings, written once when it starts
 BATCHES_FILE = "similarity_progress.jsonl"  # one line per scored batch, appended: a flush costs what is new only
-
-
-def similarity_file_name(model_name: str, dataset_name: str, pack_size: int) -> str:
-    return f"{model_name}_{dataset_name}_pack{pack_size}_hidden_state_similarities.json"
 
 
 class BlockSimilarityRecorder:
@@ -372,7 +368,7 @@ def shard_settings(settings: dict, rank: int, world: int) -> dict:
 def run_similarity(args) -> SimilarityResult:
     """`interlace-hf similarity`: load the model and data described by `SimilarityArgs`, score, write the files."""
     from .checkpoint import load_model
-    from .hub import read_model_config
+    from .checkpoint import read_model_config
     from .utils.fileio import check_output_dir
     from .processing import load_processor
 

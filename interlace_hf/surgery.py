@@ -18,9 +18,8 @@ from .modeling import (
     InterlaceQwen3VLForConditionalGeneration,
     InterlaceQwen3VLModel,
     InterlaceQwen3VLTextModel,
-    deepstack_injection_positions,
 )
-from .hub import SUPPORTED_MODEL_TYPES
+from .checkpoint import check_supported, current_kept_layers, original_num_layers, resolve_checkpoint, save_pruned
 from .plan import Plan
 from .version import __version__
 
@@ -31,47 +30,6 @@ logger = logging.getLogger(__name__)
 _PER_LAYER_KEYS = ("layer_types", "no_rope_layers", "sliding_window_layers", "attention_chunk_sizes")
 # Config lists of layer indices: remapped to the new indices (indices of dropped layers disappear).
 _LAYER_INDEX_KEYS = ("mlp_only_layers", "full_attention_layers", "swa_layers")
-
-
-def check_supported(config) -> None:
-    """Raise a clear error for a model that is not a Qwen3-VL."""
-    model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"interlace-hf prunes Qwen3-VL models (model_type {' or '.join(SUPPORTED_MODEL_TYPES)}, e.g. "
-            f"Qwen/Qwen3-VL-8B-Instruct); this model has model_type {model_type!r}."
-        )
-
-
-def current_kept_layers(config) -> list[int]:
-    """Original indices of the decoder layers a (possibly already pruned) model holds now."""
-    text_config = config.text_config
-    kept = getattr(text_config, "kept_layers", None)
-    if kept is None:
-        block = getattr(config, "interlace", None) or {}
-        kept = block.get("kept_layers")
-    return list(kept) if kept is not None else list(range(text_config.num_hidden_layers))
-
-
-def original_num_layers(config) -> int:
-    text_config = config.text_config
-    original = getattr(text_config, "original_num_hidden_layers", None)
-    if original is None:
-        original = (getattr(config, "interlace", None) or {}).get("original_num_hidden_layers")
-    return int(original) if original is not None else int(text_config.num_hidden_layers)
-
-
-def num_deepstack_features(config) -> int:
-    return len(getattr(config.vision_config, "deepstack_visual_indexes", ()) or ())
-
-
-def standard_format_is_exact(kept_layers, num_features: int) -> bool:
-    """True when a plain renumbered `qwen3_vl` checkpoint computes what the pruned model computes.
-
-    The stock model adds deepstack feature `j` after the layer at POSITION `j`; that is right only when every
-    original layer `0..num_features-1` survived.
-    """
-    return deepstack_injection_positions(kept_layers, num_features) == list(range(num_features))
 
 
 def interlace_block(plan: Plan, base_model: str | None = None, base_model_revision: str | None = None) -> dict:
@@ -213,3 +171,13 @@ def prune_model(model, plan: Plan, *, base_model: str | None = None, base_model_
     gc.collect()
     logger.info("pruned: %s", plan.describe())
     return model
+
+
+def prune_and_save(model, plan: Plan, base_model: str, output_dir, *, revision: str | None = None, **save_kwargs):
+    """Prune a loaded base model with `plan` and write it, with the base's processor / tokenizer files, to `output_dir`.
+
+    `save_kwargs` go to `save_pruned` (`format`, `force`, `overwrite`, `on_staged`, `max_shard_size`).
+    """
+    prune_model(model, plan, base_model=base_model)
+    source = resolve_checkpoint(base_model, revision, files_only=True)
+    return save_pruned(model, plan, output_dir, processor_source=source, **save_kwargs)

@@ -268,10 +268,11 @@ def model_init_options(train_args: TrainArgs, model_init_kwargs) -> dict:
 def load_for_training(train_args: TrainArgs, seed: int, attn_implementation: str | None = None):
     """The pruned model and its plan: a pruned checkpoint as is, or a base model pruned in memory first."""
     from .checkpoint import load_model
-    from .hub import read_model_config, resolve_checkpoint
+    from .checkpoint import read_model_config, resolve_checkpoint
     from .plan import Plan
     from .planning import plan_from_args
-    from .surgery import current_kept_layers, prune_model
+    from .checkpoint import current_kept_layers
+    from .surgery import prune_model
 
     config = read_model_config(train_args.model, train_args.revision)
     pruned = bool(config.get("interlace"))
@@ -419,7 +420,7 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
 
     from transformers.trainer_utils import get_last_checkpoint
 
-    from .hub import resolve_checkpoint
+    from .checkpoint import resolve_checkpoint
     from .processing import load_processor
     from .trainer import InterlaceSFTTrainer
 

@@ -33,7 +33,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTConfig, SFTTrainer
 
 from .plan import PLAN_FILE, Plan
-from .surgery import current_kept_layers
+from .checkpoint import current_kept_layers
 
 logger = logging.getLogger(__name__)
 

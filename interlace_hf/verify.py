@@ -53,7 +53,7 @@ def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: 
     from .processing import load_processor
     from .surgery import bypass_layers
 
-    from .hub import read_model_config
+    from .checkpoint import read_model_config
 
     for path in (base, pruned):
         read_model_config(path)  # a wrong path or another model: named, before anything is loaded

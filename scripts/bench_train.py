@@ -179,7 +179,8 @@ def main() -> None:
         child(args)
         return
 
-    from interlace_hf.selection import SimilarityTables, select_layers
+    from interlace_hf.tables import SimilarityTables
+    from interlace_hf.selection import select_layers
     from interlace_hf.datasets.synthetic import SHAPE_TASKS, make_synthetic
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-train-"))

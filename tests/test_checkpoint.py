@@ -14,6 +14,7 @@ from transformers import AutoModelForImageTextToText, LlamaConfig, LlamaForCausa
 
 from interlace_hf.commands.cli import main
 from interlace_hf.checkpoint import choose_format, save_pruned, standard_config_dict
+from interlace_hf.card import write_card_files
 from interlace_hf.plan import Plan
 from interlace_hf.surgery import prune_model
 
@@ -64,7 +65,8 @@ def test_standard_is_refused_when_not_exact_unless_forced(tiny_model_dir, tmp_pa
     with pytest.raises(ValueError, match=r"would not be exact: the plan drops layer\(s\) \[2\].*--format interlace"):
         save_pruned(model, plan, tmp_path / "std", format="standard")
     assert not (tmp_path / "std").exists()
-    out = save_pruned(model, plan, tmp_path / "std", format="standard", force=True)
+    out = save_pruned(model, plan, tmp_path / "std", format="standard", force=True,
+                      on_staged=lambda staging: write_card_files(staging, plan, model_name="std"))
     forced = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32).eval()
     assert type(forced).__name__ == "Qwen3VLForConditionalGeneration"
     assert not torch.allclose(logits(forced, image_batch), logits(model, image_batch), atol=1e-4)
@@ -73,9 +75,14 @@ def test_standard_is_refused_when_not_exact_unless_forced(tiny_model_dir, tmp_pa
     assert block["exact"] is False and "drops layer(s) [2]" in block["inexact_reason"]
     card = (out / "README.md").read_text()
     assert "**Warning: not exact.**" in card and "drops layer(s) [2]" in card
-    exact = save_pruned(*pruned_tiny(tiny_model_dir, (4, 6)), tmp_path / "std-exact", format="standard")
+    model, plan = pruned_tiny(tiny_model_dir, (4, 6))
+    exact = save_pruned(model, plan, tmp_path / "std-exact", format="standard",
+                        on_staged=lambda staging: write_card_files(staging, plan, model_name="std-exact"))
     assert json.loads((exact / "config.json").read_text())["interlace"]["exact"] is True
     assert "not exact" not in (exact / "README.md").read_text()
+    # Writing a checkpoint renders no card by itself: presentation is the commands' job.
+    bare = save_pruned(*pruned_tiny(tiny_model_dir, (4, 6)), tmp_path / "bare", format="standard")
+    assert not (bare / "README.md").exists() and (bare / "plan.json").is_file()
 
 
 def test_a_second_run_into_the_same_new_directory_is_refused(tmp_path):

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoConfig, AutoModelForImageTextToText
 
 from interlace_hf.checkpoint import load_model, save_pruned
-from interlace_hf.hub import read_model_config, resolve_checkpoint
+from interlace_hf.checkpoint import read_model_config, resolve_checkpoint
 from interlace_hf.modeling import InterlaceQwen3VLConfig, InterlaceQwen3VLTextConfig, deepstack_injection_positions
 from interlace_hf.plan import Plan
 from interlace_hf.surgery import prune_model

@@ -18,7 +18,7 @@ from transformers import AutoModelForImageTextToText
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from interlace_hf.commands.cli import main
-from interlace_hf.hub import PROCESSOR_FILE_PATTERNS
+from interlace_hf.checkpoint import PROCESSOR_FILE_PATTERNS
 from interlace_hf.plan import Plan
 from interlace_hf.processing import load_processor
 from interlace_hf.surgery import prune_model

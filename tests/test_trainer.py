@@ -274,7 +274,8 @@ def test_train_from_a_base_model_and_similarities(tiny_model_dir, llava_json, sy
                  "--drop_ratio", "0.25", "--dataset", str(synthetic_json), "--output_dir", str(out), "--max_steps", "1",
                  "--per_device_train_batch_size", "2", "--max_pixels", "16384", "--min_pixels", "1024",
                  "--dataloader_pin_memory", "false"]) == 0
-    from interlace_hf.selection import load_similarity_tables, select_layers
+    from interlace_hf.tables import load_similarity_tables
+    from interlace_hf.selection import select_layers
 
     expected = select_layers(load_similarity_tables(sim), "interlace", drop_ratio=0.25, seed=42)
     assert Plan.load(out) == expected and len(expected.anchor_layers) == 3

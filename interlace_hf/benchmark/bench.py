@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..card import BENCH_FILE, format_parameters
+from ..card import BENCH_FILE, format_bytes, format_parameters
 from ..utils.fileio import write_json_atomic
 from .flops import parameter_count
 from ..utils.runtime import DTYPES
@@ -137,7 +137,7 @@ def shipped_configs() -> list[str]:
 
 def load_config_dict(config: str | os.PathLike) -> dict:
     """A Qwen3-VL config dict from a config.json, a model directory holding one, or the name of a shipped config."""
-    from ..hub import SUPPORTED_MODEL_TYPES
+    from ..checkpoint import SUPPORTED_MODEL_TYPES
 
     path = Path(config).expanduser()
     if path.is_dir():
@@ -185,7 +185,8 @@ def spaced_plan(num_layers: int, drop_ratio: float | None = None, num_drop: int 
     """A plan that drops `floor(num_layers * drop_ratio)` (or `num_drop`) layers chosen at random among layers 3..
     (not the deepstack layers 0-2, which INTERLACE's plans on Qwen3-VL rarely drop); speed does not depend on which
     layers go. Uses the `random` strategy of `select_layers` with a fixed seed."""
-    from ..selection import SimilarityTables, num_to_drop, select_layers
+    from ..tables import SimilarityTables
+    from ..selection import num_to_drop, select_layers
 
     n = num_to_drop(num_layers, drop_ratio, num_drop)
     protected = range(3) if num_layers - 3 >= n else ()
@@ -421,7 +422,7 @@ def shared_weight_copy(model):
 
 
 def _model_row(model) -> dict:
-    from ..surgery import current_kept_layers, original_num_layers
+    from ..checkpoint import current_kept_layers, original_num_layers
 
     config = model.config
     params = list(model.parameters())
@@ -824,13 +825,13 @@ def run_bench(
 
 def _check_checkpoints(models: list[str], write_model_results: bool) -> list[dict]:
     """Read every checkpoint's config.json (Qwen3-VL only) before loading any weights; check `write_model_results`."""
-    from ..hub import original_depth, read_model_config
+    from ..checkpoint import original_num_layers, read_model_config
     from ..plan import PLAN_FILE, Plan
 
     configs = [read_model_config(m) for m in models]
     if write_model_results:
         base_depth = int(configs[0]["text_config"]["num_hidden_layers"])
-        if original_depth(configs[0]) != base_depth:
+        if original_num_layers(configs[0]) != base_depth:
             raise ValueError(f"--write-model-results: the first model, {models[0]!r}, is itself pruned; list the dense "
                              "base model first, so the speed-up written into each checkpoint is against its base.")
         for model in models[1:]:
@@ -876,15 +877,6 @@ def write_bench_results(model_dir: str | os.PathLike, base_row: dict, row: dict,
 
 
 # --- report ----------------------------------------------------------------------------------------------------------
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n} B"
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else spec.format(value)
 
@@ -913,7 +905,7 @@ def format_bench_table(results: dict) -> str:
             f"{row['ttft_ms']['median']:.1f}", _ttft_speedup_cell(base_ttft, row),
             f"{row['prefill_ms']['median']:.1f}", f"{row['speedup']['prefill']:.2f}x", f"{row['ideal_speedup']:.2f}x",
             _fmt(row["decode_tokens_per_s"]["median"], "{:.1f}"), _fmt(row["speedup"]["decode"], "{:.2f}x"),
-            _fmt_bytes(row.get("peak_memory_bytes")),
+            format_bytes(row.get("peak_memory_bytes")),
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))

@@ -42,14 +42,14 @@ def _cmd_tiny(ns: argparse.Namespace) -> int:
 
 
 def _cmd_prune(ns: argparse.Namespace) -> int:
-    from .publish import run_prune
+    from .prune import run_prune
 
     run_prune(from_namespace(PruneArgs, ns))
     return 0
 
 
 def _cmd_push(ns: argparse.Namespace) -> int:
-    from .publish import run_push
+    from .push import run_push
 
     run_push(from_namespace(PushArgs, ns))
     return 0
@@ -71,9 +71,9 @@ def _cmd_plan(ns: argparse.Namespace) -> int:
 
     depth = None
     if args.model is not None:
-        from ..hub import original_depth, read_model_config
+        from ..checkpoint import original_num_layers, read_model_config
 
-        depth = original_depth(read_model_config(args.model))
+        depth = original_num_layers(read_model_config(args.model))
     if args.plot:
         from ..layermap import require_matplotlib
 

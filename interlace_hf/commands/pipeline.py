@@ -250,7 +250,8 @@ class Pipeline:
 
     def _plan(self, sim: Path) -> None:
         from ..layermap import plot_similarity_profile, render_layer_map
-        from ..selection import load_similarity_tables, select_layers
+        from ..tables import load_similarity_tables
+        from ..selection import select_layers
 
         tables = load_similarity_tables(sim)
         plan = select_layers(tables, self.args.strategy, drop_ratio=self.args.drop_ratio, seed=self.args.seed)
@@ -262,16 +263,16 @@ class Pipeline:
             logger.info("no plot: %s", err)
 
     def _prune(self, sim: Path, pruned: Path) -> None:
-        from ..checkpoint import choose_format, load_model, prune_and_save
+        from ..checkpoint import choose_format, load_model
+        from .prune import prune_with_card
         from ..plan import Plan
-        from ..selection import load_similarity_tables
-        from ..surgery import num_deepstack_features
+        from ..tables import load_similarity_tables
+        from ..checkpoint import num_deepstack_features
 
         plan = Plan.load(self.out / "plan.json")
         model = load_model(self.args.model)
         fmt = choose_format(self.args.format, list(plan.kept_layers), num_deepstack_features(model.config))
-        prune_and_save(model, plan, self.args.model, pruned, format=fmt, overwrite=True,
-                       similarity_tables=load_similarity_tables(sim))
+        prune_with_card(model, plan, self.args.model, pruned, load_similarity_tables(sim), format=fmt, overwrite=True)
 
     def _train(self, pruned: Path, final: Path) -> None:
         import yaml
@@ -306,13 +307,13 @@ class Pipeline:
 
     def _push(self, final: Path) -> None:
         from ..hub import check_push_access
-        from .publish import push_summary, push_checkpoint
+        from .push import push_checkpoint, push_summary
 
         api = check_push_access(self.args.push_to_hub)
         print(push_summary(push_checkpoint(api, final, self.args.push_to_hub)))
 
     def _final_report(self, final: Path) -> dict:
-        from ..card import parameter_counts
+        from ..checkpoint import parameter_counts
         from ..plan import Plan
 
         plan = Plan.load(final)

@@ -647,7 +647,7 @@ def evaluate_model(model_path: str, tasks: list[str] | str, *, data: dict[str, s
     validate_eval_args(tasks, data=data, metric=metric, batch_size=batch_size, max_new_tokens=max_new_tokens,
                        limit=limit, dtype=dtype, device=device)
     loaded = load_tasks(tasks, data=data, metric=metric, split=split, limit=limit, prompt_suffix=prompt_suffix)
-    from ..hub import read_model_config
+    from ..checkpoint import read_model_config
 
     read_model_config(model_path, revision)  # a wrong path fails here, before any weight is read
     resolution = image_resolution(model_path, revision, min_pixels=min_pixels, max_pixels=max_pixels)
@@ -741,7 +741,7 @@ def run_eval(model: str, base: str | None = None, tasks: list[str] | str = ("syn
                        limit=limit, dtype=dtype, device=device)
     if output is not None and Path(output).expanduser().is_dir():
         raise ValueError(f"--output {output!r} is a directory; pass a file path such as results.json.")
-    from ..hub import read_model_config
+    from ..checkpoint import read_model_config
 
     read_model_config(model, revision)  # both models are checked before any data or weight is read
     if base is not None:

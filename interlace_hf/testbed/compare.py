@@ -304,7 +304,7 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
 
 def _model_summary(model_dir: Path) -> dict:
     config = json.loads((model_dir / "config.json").read_text())
-    from ..card import safetensors_parameter_counts
+    from ..checkpoint import safetensors_parameter_counts
 
     parameters = sum(safetensors_parameter_counts(model_dir).values())
     return {"text_layers": config["text_config"]["num_hidden_layers"],
@@ -448,7 +448,7 @@ class Comparison:
 
     def similarities(self):
         from ..args import SimilarityArgs
-        from ..selection import load_similarity_tables
+        from ..tables import load_similarity_tables
         from ..similarity import run_similarity
 
         directory = self.results_dir / "similarity"
@@ -486,7 +486,8 @@ class Comparison:
         return plan
 
     def pruned(self, strategy: str, ratio: float) -> Path:
-        from ..checkpoint import load_model, prune_and_save
+        from ..checkpoint import load_model
+        from ..surgery import prune_and_save
 
         directory = self.results_dir / "models" / _pc(ratio) / strategy
         if not (directory / "plan.json").is_file():

@@ -10,7 +10,8 @@ from transformers import AutoModelForImageTextToText
 from interlace_hf.commands.cli import main
 from interlace_hf.data import load_records
 from interlace_hf.plan import Plan
-from interlace_hf.selection import load_similarity_tables, select_layers
+from interlace_hf.tables import load_similarity_tables
+from interlace_hf.selection import select_layers
 from interlace_hf.sleb import build_loss_batches, calibration_loss, select_sleb
 from interlace_hf.surgery import prune_model
 
