@@ -37,7 +37,7 @@ from typing import Any
 
 from ..utils.fileio import write_json_atomic
 from .metrics import METRICS, answer_index, parse_choices, relative_performance, score
-from ..datasets.prepare import DOMAINS
+from ..datasets.sources import DOMAINS
 from ..version import package_versions
 from ..hub import HUB_ID
 from ..utils.runtime import DTYPES
@@ -306,7 +306,7 @@ def _label_names(dataset, column: str):
 
 def _generic_example(row: dict):
     """A row of a plain VQA table: `image` or `images`, `question`, `answer` (or `answers`)."""
-    from ..datasets.prepare import Example
+    from ..datasets.converters import Example
 
     images = row.get("images") or ([row["image"]] if row.get("image") is not None else [])
     answer = row.get("answer")
@@ -319,7 +319,7 @@ def _generic_example(row: dict):
 def _items_from_dataset(task: str, source: str, split: str | None, default_split: str | None,
                         limit: int | None) -> tuple[list[EvalItem], int, str | None]:
     """The questions of a dataset in native columns, how many rows were skipped, and the split read."""
-    from ..datasets.prepare import CONVERTERS, detect_format
+    from ..datasets.converters import CONVERTERS, detect_format
 
     dataset, split = _load_dataset_split(source, split, default_split)
     columns = set(dataset.column_names)

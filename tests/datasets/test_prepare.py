@@ -10,8 +10,12 @@ import yaml
 from PIL import Image
 
 from interlace_hf.datasets import prepare as prepare_module
+from interlace_hf.datasets import sources as sources_module
+from interlace_hf.datasets import writer as writer_module
 from interlace_hf.data import load_records
-from interlace_hf.datasets.prepare import detect_format, list_subsets, prepare_dataset
+from interlace_hf.datasets.converters import detect_format
+from interlace_hf.datasets.sources import list_subsets
+from interlace_hf.datasets.prepare import prepare_dataset
 
 FEATURES = datasets.Features({
     "images": datasets.List(datasets.Image()),
@@ -209,22 +213,22 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(layouts, tmp_p
     prepare_dataset(layouts["subdirs"], tmp_path / "whole", **settings)
 
     # interrupted after the first subset is written
-    real_write_part, calls = prepare_module._write_part, []
+    real_write_part, calls = prepare_module.write_part, []
 
     def write_then_fail(*args):
         real_write_part(*args)
         calls.append(args[1])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prepare_module, "_write_part", write_then_fail)
+    monkeypatch.setattr(prepare_module, "write_part", write_then_fail)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(layouts["subdirs"], tmp_path / "cut", **settings)
     assert calls == ["alpha"] and not (tmp_path / "cut/train.json").exists()
     assert (tmp_path / "cut/parts/alpha.json").is_file()
-    monkeypatch.setattr(prepare_module, "_write_part", real_write_part)
+    monkeypatch.setattr(prepare_module, "write_part", real_write_part)
 
     # and interrupted again, half-way through the next subset's images
-    real_encode, seen = prepare_module._encode_image, []
+    real_encode, seen = writer_module.encode_image, []
 
     def encode_then_fail(value):
         seen.append(1)
@@ -232,11 +236,11 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(layouts, tmp_p
             raise KeyboardInterrupt
         return real_encode(value)
 
-    monkeypatch.setattr(prepare_module, "_encode_image", encode_then_fail)
+    monkeypatch.setattr(writer_module, "encode_image", encode_then_fail)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(layouts["subdirs"], tmp_path / "cut", **settings)
     assert any((tmp_path / "cut/images/beta").iterdir()) and not (tmp_path / "cut/parts/beta.json").exists()
-    monkeypatch.setattr(prepare_module, "_encode_image", real_encode)
+    monkeypatch.setattr(writer_module, "encode_image", real_encode)
 
     summary = prepare_dataset(layouts["subdirs"], tmp_path / "cut", **settings)
     assert tree(tmp_path / "cut") == tree(tmp_path / "whole")
@@ -316,7 +320,7 @@ def test_stream_count_when_the_metadata_has_none(layouts, tmp_path, monkeypatch)
     def no_footers(files):
         raise OSError("footers unreadable")
 
-    monkeypatch.setattr(prepare_module, "_parquet_rows", no_footers)
+    monkeypatch.setattr(sources_module, "_parquet_rows", no_footers)
     summary = prepare_dataset(layouts["subdirs"], tmp_path / "out", fraction=0.25, progress=False)
     assert summary.counted_while_streaming == list(SIZES)
     assert json.loads((tmp_path / "out/summary.json").read_text())["counted_while_streaming"] == list(SIZES)
