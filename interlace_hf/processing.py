@@ -173,3 +173,17 @@ def load_processor(path_or_repo_id: str | Path, revision: str | None = None, **k
         "checkpoint's processor_config.json / preprocessor_config.json, tokenizer files and chat template "
         "into the directory."
     )
+
+
+def sample_inputs(processor, question: str = "What shapes and colours are in the picture?", image_size: int = 224):
+    """A one-image prompt with a drawn picture (no download)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (image_size, image_size), "white")
+    draw = ImageDraw.Draw(image)
+    s = image_size
+    draw.rectangle([s // 8, s // 8, s // 2, s // 2], fill="red")
+    draw.ellipse([s // 2, s // 2, 7 * s // 8, 7 * s // 8], fill="blue")
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return dict(processor(text=[text], images=[[image]], return_tensors="pt"))

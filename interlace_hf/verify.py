@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .processing import sample_inputs
+
 logger = logging.getLogger(__name__)
 
 
@@ -27,20 +29,6 @@ class VerifyResult:
     @property
     def exact(self) -> bool:
         return self.same_greedy_tokens and self.max_abs_logit_diff <= 1e-4
-
-
-def sample_inputs(processor, question: str = "What shapes and colours are in the picture?", image_size: int = 224):
-    """A one-image prompt with a drawn picture (no download)."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (image_size, image_size), "white")
-    draw = ImageDraw.Draw(image)
-    s = image_size
-    draw.rectangle([s // 8, s // 8, s // 2, s // 2], fill="red")
-    draw.ellipse([s // 2, s // 2, 7 * s // 8, 7 * s // 8], fill="blue")
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return dict(processor(text=[text], images=[[image]], return_tensors="pt"))
 
 
 def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: int = 8, dtype: str = "float32"):

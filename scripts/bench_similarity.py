@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from interlace_hf.benchmark.bench import PeakMemory, benchmark_model
+from interlace_hf.benchmark.measure import PeakMemory
+from interlace_hf.benchmark.models import benchmark_model
 
 
 def _setup(model_dir: str, data: str, num_records: int, device: str):

@@ -44,7 +44,8 @@ def _load(args, device: str):
     dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "bfloat16": torch.bfloat16,
              "float32": torch.float32, "float16": torch.float16}[args.dtype]
     if args.config:
-        from interlace_hf.benchmark.bench import _random_processor, build_random_qwen3_vl, load_config_dict
+        from interlace_hf.benchmark.bench import _random_processor
+        from interlace_hf.benchmark.models import build_random_qwen3_vl, load_config_dict
 
         processor, config = _random_processor(load_config_dict(args.config))
         model = build_random_qwen3_vl(config, device=device, dtype=dtype)
@@ -66,7 +67,7 @@ def child(args) -> None:
     from transformers import TrainerCallback
 
     from interlace_hf.args import TrainArgs
-    from interlace_hf.benchmark.bench import PeakMemory
+    from interlace_hf.benchmark.measure import PeakMemory
     from interlace_hf.benchmark.flops import training_step_flops
     from interlace_hf.train import build_train_dataset
     from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer
@@ -185,12 +186,12 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-train-"))
     if args.config:
-        from interlace_hf.benchmark.bench import load_config_dict
+        from interlace_hf.benchmark.models import load_config_dict
 
         config = load_config_dict(args.config)
     else:
         if args.model is None:
-            from interlace_hf.benchmark.bench import benchmark_model
+            from interlace_hf.benchmark.models import benchmark_model
 
             args.model = str(benchmark_model(workdir / "model", args.hidden_size, args.num_layers, args.image_size))
         config = json.loads((Path(args.model) / "config.json").read_text())

@@ -126,7 +126,8 @@ def _cmd_data_prepare(ns: argparse.Namespace) -> int:
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from ..benchmark.bench import format_bench_table, run_bench
+    from ..benchmark.report import format_bench_table
+    from ..benchmark.bench import run_bench
 
     a = from_namespace(BenchArgs, ns)
     kwargs = asdict(a)

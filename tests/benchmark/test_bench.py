@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from interlace_hf.benchmark.bench import BENCH_FILE, load_config_dict, run_bench, shipped_configs
+from interlace_hf.benchmark.bench import run_bench
+from interlace_hf.card import BENCH_FILE
+from interlace_hf.benchmark.models import load_config_dict, shipped_configs
 from interlace_hf.benchmark.flops import ideal_speedup, parameter_count, prefill_flops, with_num_layers
 
 SMALL = dict(image_size=64, prompt_tokens=16, new_tokens=4, repeats=2, warmup=1)
@@ -75,7 +77,7 @@ def test_bench_checkpoints_json_and_model_card(tiny_model_dir, pruned_dir, tmp_p
     assert record["speedup"] == pruned["speedup"]["ttft"] and record["base_ttft_ms"] == base["ttft_ms"]["median"]
     assert not (tiny_model_dir / BENCH_FILE).exists()  # the base is never written into
 
-    from interlace_hf.benchmark.bench import format_bench_table
+    from interlace_hf.benchmark.report import format_bench_table
     from interlace_hf.card import card_context_from_checkpoint, render_model_card
 
     card = render_model_card(card_context_from_checkpoint(pruned_dir))
