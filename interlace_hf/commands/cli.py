@@ -139,7 +139,8 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
 
 def _cmd_eval(ns: argparse.Namespace) -> int:
     a = from_namespace(EvalArgs, ns)
-    from ..evaluation.evaluate import format_results, parse_metric_option, parse_task_mapping, run_eval
+    from ..evaluation.evaluate import format_results, run_eval
+    from ..evaluation.tasks import parse_metric_option, parse_task_mapping
 
     result = run_eval(a.model, a.base, a.tasks, a.output, data=parse_task_mapping(a.data, "--data"),
                       metric=parse_metric_option(a.metric), split=a.split, batch_size=a.batch_size,

@@ -105,7 +105,7 @@ class InterlaceLMM:
             batch_size = int(batch_size)
         except (TypeError, ValueError):
             raise ValueError(f"batch_size must be an integer for the `interlace` model, got {batch_size!r}.") from None
-        from ..evaluation.evaluate import validate_eval_args
+        from ..evaluation.tasks import validate_eval_args
         from ..checkpoint import load_model
         from ..processing import load_processor
         from ..utils.runtime import resolve_device, resolve_dtype
@@ -118,7 +118,7 @@ class InterlaceLMM:
                                  device_map=resolved if resolved != "cpu" else None).eval()
         self.processor = load_processor(str(pretrained), revision=revision)
         if min_pixels is not None or max_pixels is not None:
-            from ..evaluation.evaluate import image_resolution
+            from ..evaluation.generation import image_resolution
 
             bounds = image_resolution(str(pretrained), revision, min_pixels=None if min_pixels is None else
                                       int(min_pixels), max_pixels=None if max_pixels is None else int(max_pixels),
@@ -204,7 +204,7 @@ class InterlaceLMM:
 
     def _messages(self, context: str, num_images: int) -> list[dict]:
         from ..data import strip_image_placeholders
-        from ..evaluation.evaluate import prompt_messages
+        from ..evaluation.generation import prompt_messages
 
         messages = prompt_messages(strip_image_placeholders(str(context)), num_images)
         if self.system_prompt:
@@ -212,7 +212,7 @@ class InterlaceLMM:
         return messages
 
     def _generation_config(self, gen_kwargs: dict):
-        from ..evaluation.evaluate import greedy_generation_config
+        from ..evaluation.generation import greedy_generation_config
 
         gen_kwargs = dict(gen_kwargs or {})
         until = gen_kwargs.get("until") or []
@@ -238,7 +238,7 @@ class InterlaceLMM:
         """Answers to `generate_until` requests, batched among requests with the same `gen_kwargs`, in order."""
         from tqdm import tqdm
 
-        from ..evaluation.evaluate import generate_answers
+        from ..evaluation.generation import generate_answers
 
         args = [request.args for request in requests]
         groups: dict[str, list[int]] = {}

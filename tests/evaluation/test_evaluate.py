@@ -16,14 +16,15 @@ from interlace_hf.evaluation.evaluate import (
     combine_results,
     evaluate_model,
     format_results,
-    generate_answers,
+    run_eval,
+    score_task,
+)
+from interlace_hf.evaluation.generation import generate_answers, prompt_messages
+from interlace_hf.evaluation.tasks import (
     load_task,
     parse_metric_option,
     parse_task_list,
     parse_task_mapping,
-    prompt_messages,
-    run_eval,
-    score_task,
     validate_eval_args,
 )
 from interlace_hf.evaluation.metrics import (
@@ -633,7 +634,8 @@ def test_base_and_pruned_are_evaluated_at_one_resolution(tiny_model_dir, pruned_
     one) is evaluated at the base's, so both models see the same image tokens; the bounds are in the results."""
     import shutil
 
-    from interlace_hf.evaluation.evaluate import evaluate_model, image_resolution
+    from interlace_hf.evaluation.evaluate import evaluate_model
+    from interlace_hf.evaluation.generation import image_resolution
 
     shrunk = tmp_path / "shrunk"
     shutil.copytree(pruned_dir, shrunk)
