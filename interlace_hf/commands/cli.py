@@ -198,7 +198,7 @@ def _cmd_similarity(ns: argparse.Namespace) -> int:
 
 
 def _cmd_testbed_train(ns: argparse.Namespace) -> int:
-    from ..testbed.compare import train_testbed
+    from ..testbed.train import train_testbed
 
     train_testbed(from_namespace(TestbedTrainArgs, ns))
     return 0

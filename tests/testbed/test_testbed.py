@@ -11,15 +11,11 @@ import pytest
 
 from interlace_hf.args import TESTBED_STRATEGIES, TestbedCompareArgs, TestbedTrainArgs
 from interlace_hf.commands.cli import main
-from interlace_hf.testbed import compare as testbed
-from interlace_hf.testbed.compare import (
-    ALL_TASKS,
-    SIZES,
-    format_compare_table,
-    majority_baseline,
-    run_compare,
-    train_testbed,
-)
+from interlace_hf.testbed.compare import Comparison, run_compare
+from interlace_hf.testbed import model as testbed_model
+from interlace_hf.testbed.model import ALL_TASKS, SIZES, command_line, majority_baseline
+from interlace_hf.testbed.report import accuracy_stderr, format_compare_table
+from interlace_hf.testbed.train import train_testbed
 
 STRATEGIES = ["interlace", "shortgpt", "sleb", "random"]
 
@@ -133,7 +129,7 @@ def test_sleb_and_the_similarities_share_one_calibration_sample(compared):
     import hashlib
 
     path, _ = compared
-    comparison = testbed.Comparison(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25],
+    comparison = Comparison(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25],
                                                        strategies=STRATEGIES, calibration_samples=8))
     manifest = json.loads((path / "compare" / "data" / "finetune" / "synthetic.json").read_text())
     index = {record["image"].split("/")[-1]: i for i, record in enumerate(manifest)}
@@ -145,10 +141,10 @@ def test_sleb_and_the_similarities_share_one_calibration_sample(compared):
 
 def test_command_line_records_every_flag_that_is_not_a_default():
     args = TestbedTrainArgs(output_dir="o", num_eval=12, tasks=["count"])
-    assert testbed.command_line("train", args, always=("size", "seed")) == (
+    assert command_line("train", args, always=("size", "seed")) == (
         "interlace-hf testbed train o --size small --seed 0 --tasks count --num-eval 12")
     args = TestbedCompareArgs(output_dir="o", drop_ratios=[0.1], no_finetune=True)
-    assert testbed.command_line("compare", args, always=("drop_ratios", "strategies")) == (
+    assert command_line("compare", args, always=("drop_ratios", "strategies")) == (
         "interlace-hf testbed compare o --drop-ratios 0.1 --strategies " + " ".join(TESTBED_STRATEGIES)
         + " --no-finetune")
 
@@ -201,13 +197,13 @@ def test_majority_baseline_is_the_most_frequent_training_answer(tmp_path):
 
 
 def test_accuracy_stderr_is_the_binomial_error_of_the_type_mean():
-    assert testbed.accuracy_stderr({"a": 0.5, "b": 1.0}, {"a": 100, "b": 50}) == pytest.approx((0.25 / 100) ** 0.5 / 2)
+    assert accuracy_stderr({"a": 0.5, "b": 1.0}, {"a": 100, "b": 50}) == pytest.approx((0.25 / 100) ** 0.5 / 2)
 
 
 def test_testbed_config_keeps_qwen3_vl_structure():
     from interlace_hf.testing.tiny import build_tiny_tokenizer
 
-    config = testbed.testbed_config(SIZES["small"], build_tiny_tokenizer())
+    config = testbed_model.testbed_config(SIZES["small"], build_tiny_tokenizer())
     text = config.text_config
     assert text.num_hidden_layers == 12 and text.hidden_size == 128
     assert sum(text.rope_parameters["mrope_section"]) == text.head_dim // 2

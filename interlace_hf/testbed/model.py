@@ -1,0 +1,200 @@
+"""The testbed's model and data: the sizes (a Qwen3-VL at small width), its untrained initial checkpoint, the
+synthetic train / held-out / fine-tune sets with their seeds, and accuracy on held-out questions (with the
+majority-answer baseline and the questions seen in training set apart)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+
+TESTBED_FILE = "testbed.json"
+
+
+TRAIN_SEED_OFFSET = 1_000  # data seeds: train, held-out and fine-tune sets never share a generator stream
+
+
+HELDOUT_SEED_OFFSET = 2_000
+
+
+FINETUNE_SEED_OFFSET = 3_000
+
+
+@dataclass(frozen=True)
+class TestbedSize:
+    """The shape and training budget of one testbed size (the text model is Qwen3-VL's, at small width)."""
+
+    text_layers: int
+    hidden_size: int
+    vision_hidden_size: int
+    vision_depth: int
+    steps: int
+    batch_size: int
+    learning_rate: float
+    tasks: tuple[str, ...]
+
+    @property
+    def head_dim(self) -> int:
+        return 32 if self.hidden_size >= 64 else 16
+
+
+# What a 2-core CPU can teach a model from scratch in minutes: reading the word in `text` images and the printed
+# number in `bar_value` charts stayed at chance after 300-1000 steps of every setting tried (docs/results-testbed.md),
+# so `small` trains on the four visual-reasoning types; `base` (GPU) trains on all six.
+SMALL_TASKS = ("count", "colour", "shape", "bar_tallest")
+
+
+ALL_TASKS = ("count", "colour", "shape", "bar_tallest", "bar_value", "text")
+
+
+SIZES = {
+    # 12 text layers, ~3M parameters: minutes on a 2-core CPU.
+    "small": TestbedSize(text_layers=12, hidden_size=128, vision_hidden_size=64, vision_depth=4, steps=1500,
+                         batch_size=16, learning_rate=1e-3, tasks=SMALL_TASKS),
+    # 24 text layers, ~20M parameters: for a GPU (hours on a CPU).
+    "base": TestbedSize(text_layers=24, hidden_size=256, vision_hidden_size=128, vision_depth=6, steps=6000,
+                        batch_size=32, learning_rate=1e-3, tasks=ALL_TASKS),
+    # For tests: the structure, not the quality.
+    "tiny": TestbedSize(text_layers=12, hidden_size=32, vision_hidden_size=16, vision_depth=4, steps=8,
+                        batch_size=4, learning_rate=2e-3, tasks=SMALL_TASKS),
+}
+
+
+def testbed_config(size: TestbedSize, tokenizer):
+    """A Qwen3-VL config of `size`: the tiny model's structure (3 DeepStack features, M-RoPE, untied head), wider."""
+    from ..testing.tiny import tiny_config
+
+    config = tiny_config(size.text_layers, tokenizer)
+    text, vision = config.text_config, config.vision_config
+    text.hidden_size = size.hidden_size
+    text.intermediate_size = 3 * size.hidden_size
+    text.head_dim = size.head_dim
+    text.num_attention_heads = max(2, size.hidden_size // size.head_dim)
+    text.num_key_value_heads = max(1, text.num_attention_heads // 2)
+    quarter = size.head_dim // 4  # M-RoPE sections (time, height, width) sum to head_dim / 2
+    text.rope_parameters["mrope_section"] = [quarter, quarter // 2, quarter // 2]
+    vision.hidden_size = size.vision_hidden_size
+    vision.intermediate_size = 2 * size.vision_hidden_size
+    vision.num_heads = max(2, size.vision_hidden_size // 32)
+    vision.depth = size.vision_depth
+    vision.out_hidden_size = size.hidden_size
+    vision.deepstack_visual_indexes = [size.vision_depth - 3, size.vision_depth - 2, size.vision_depth - 1]
+    return config
+
+
+def build_testbed_init(size: TestbedSize, seed: int):
+    """A randomly initialised testbed model and its processor (the tiny tokenizer and image processor)."""
+    from ..testing.tiny import build_tiny_processor, init_qwen3_vl
+
+    processor = build_tiny_processor()
+    return init_qwen3_vl(testbed_config(size, processor.tokenizer), processor.tokenizer, seed), processor
+
+
+def manifest_path(directory: Path) -> Path:
+    return directory / "synthetic.json"
+
+
+def ensure_synthetic(directory: Path, num: int, seed: int, tasks) -> Path:
+    """The synthetic set at `directory` (made once, atomically; a set of another size or seed is an error)."""
+    from ..datasets.synthetic import make_synthetic
+
+    manifest = manifest_path(directory)
+    stamp = directory / "made_with.json"
+    wanted = {"num": num, "seed": seed, "tasks": list(tasks)}
+    if manifest.is_file():
+        made = json.loads(stamp.read_text()) if stamp.is_file() else None
+        if made != wanted:
+            raise ValueError(f"{directory} holds a synthetic set made with {made}, not {wanted}; this directory "
+                             "belongs to another run: pass the same settings, or a new OUTPUT_DIR / --overwrite.")
+        return manifest
+    make_synthetic(directory, num=num, seed=seed, overwrite=True, tasks=tasks)
+    stamp.write_text(json.dumps(wanted) + "\n")
+    return manifest
+
+
+def _record_keys(manifest: Path) -> list[tuple[str, str]]:
+    """(image sha256, question) of each record: what makes two questions the same question."""
+    records = json.loads(manifest.read_text())
+    keys = []
+    for record in records:
+        digest = hashlib.sha256((manifest.parent / record["image"]).read_bytes()).hexdigest()
+        keys.append((digest, record["conversations"][0]["value"]))
+    return keys
+
+
+def majority_baseline(train_manifest: Path, heldout_manifest: Path) -> dict[str, float]:
+    """Per task type, the held-out accuracy of always giving the training set's most frequent answer ("chance")."""
+    from ..evaluation.metrics import score
+
+    answers: dict[str, Counter] = {}
+    for record in json.loads(train_manifest.read_text()):
+        answers.setdefault(record["task"], Counter())[record["conversations"][1]["value"]] += 1
+    hits: dict[str, list[float]] = {}
+    for record in json.loads(heldout_manifest.read_text()):
+        common = answers.get(record["task"])
+        guess = common.most_common(1)[0][0] if common else ""
+        hits.setdefault(record["task"], []).append(score("exact_match", guess, [record["conversations"][1]["value"]]))
+    return {task: sum(v) / len(v) for task, v in sorted(hits.items())}
+
+
+def seen_in_training(train_manifest: Path, heldout_manifest: Path) -> list[bool]:
+    """For each held-out question, whether it also occurs in training (same image bytes, same question)."""
+    seen = set(_record_keys(train_manifest))
+    return [key in seen for key in _record_keys(heldout_manifest)]
+
+
+def evaluate_accuracy(model_dir: Path | str, heldout: Path, *, device: str = "auto", batch_size: int = 32,
+                      item_scores: bool = False) -> dict:
+    """Greedy answers to the held-out questions: exact match per task type and their mean (`accuracy`).
+
+    With `item_scores`, also `scores`: each question's score, in the manifest's order.
+    """
+    from ..evaluation.evaluate import evaluate_model
+
+    result = evaluate_model(str(model_dir), ["synthetic"], data={"synthetic": str(heldout)}, batch_size=batch_size,
+                            max_new_tokens=8, device=device, prompt_suffix="", progress=False,
+                            save_predictions=item_scores)
+    task = result["tasks"]["synthetic"]
+    per_type = {kind: entry["score"] for kind, entry in task["per_type"].items()}
+    # The mean over task types (each type a "benchmark"), so the mix of the held-out draw does not weigh them.
+    accuracy = {"accuracy": sum(per_type.values()) / len(per_type), "per_type": per_type, "n": task["n"]}
+    if item_scores:
+        accuracy["scores"] = [entry["score"] for entry in task["predictions"]]
+    return accuracy
+
+
+def unseen_accuracy(heldout_manifest: Path, seen: list[bool], scores: list[float]) -> dict:
+    """The accuracy on the held-out questions not `seen` in training (per task type and their mean)."""
+    records = json.loads(heldout_manifest.read_text())
+    groups: dict[str, list[float]] = {}
+    for was_seen, record, value in zip(seen, records, scores):
+        if not was_seen:
+            groups.setdefault(record["task"], []).append(value)
+    per_type = {kind: sum(v) / len(v) for kind, v in sorted(groups.items())}
+    return {"accuracy": sum(per_type.values()) / len(per_type) if per_type else None, "per_type": per_type,
+            "n": sum(len(v) for v in groups.values())}
+
+
+RESULTS_FORMAT = "interlace-hf-testbed/1"
+
+
+def command_line(command: str, args, always: tuple[str, ...] = ()) -> str:
+    """The `interlace-hf testbed COMMAND ...` line for `args`: OUTPUT_DIR, the `always` flags, then every other flag
+    whose value is not its default."""
+    defaults = type(args)(output_dir="")
+    words = ["interlace-hf", "testbed", command, args.output_dir]
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name)
+        if f.name == "output_dir" or value is None or value is False:
+            continue
+        if f.name in always or value != getattr(defaults, f.name):
+            words.append("--" + f.name.replace("_", "-"))
+            if isinstance(value, list):
+                words += map(str, value)
+            elif value is not True:
+                words.append(str(value))
+    return " ".join(words)
