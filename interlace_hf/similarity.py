@@ -325,7 +325,7 @@ def write_similarity_files(out: Path, result: SimilarityResult, settings: dict, 
                             files=files)
 
 
-def _distributed() -> tuple[int, int, int]:
+def distributed_info() -> tuple[int, int, int]:
     """(rank, world size, local rank) under torchrun / accelerate launch (their environment), else (0, 1, 0)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -381,7 +381,7 @@ def run_similarity(args) -> SimilarityResult:
     if too_big:
         raise ValueError(f"--pack-sizes {too_big} do not fit a {num_layers}-layer model; use 1..{num_layers}.")
     out = Path(args.output_dir)
-    rank, world, _ = _distributed()
+    rank, world, _ = distributed_info()
     resumable = (out / PROGRESS_FILE).is_file() or any(out.glob(f"rank*/{PROGRESS_FILE}"))
     if args.overwrite and out.is_dir():
         if rank == 0:
@@ -440,7 +440,7 @@ def _init_distributed(device: str) -> str:
     """Join the process group torchrun / accelerate launch describe (gloo on CPU, nccl on GPUs); the rank's device."""
     import torch.distributed as dist
 
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = distributed_info()
     if world == 1:
         return device
     if device.startswith("cuda"):
@@ -451,27 +451,7 @@ def _init_distributed(device: str) -> str:
     return device
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m interlace_hf.similarity ARGS` (or under `torchrun` / `accelerate launch`): the same flags as
-    `interlace-hf similarity`; with several processes the seeded sample is shared out and merged on rank 0."""
-    import argparse
-    import sys
+if __name__ == "__main__":  # `torchrun -m interlace_hf.similarity`: the command layer's entry point
+    from interlace_hf.commands.similarity import main
 
-    from .args import SimilarityArgs, add_dataclass_arguments, from_namespace
-
-    parser = argparse.ArgumentParser(prog="python -m interlace_hf.similarity", description=main.__doc__)
-    add_dataclass_arguments(parser, SimilarityArgs)
-    args = from_namespace(SimilarityArgs, parser.parse_args(argv))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        result = run_similarity(args)
-    except ValueError as err:
-        print(f"interlace-hf similarity: error: {err}", file=sys.stderr)
-        return 2
-    if _distributed()[0] == 0:
-        print(f"scored {result.num_samples} samples; files in {args.output_dir}")
-    return 0
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

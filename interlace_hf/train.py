@@ -472,21 +472,7 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
     return trainer
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        train_args, sft_config, source = parse_train_args(argv)
-        trainer = run_training(train_args, sft_config, source)
-    except ValueError as err:
-        print(f"interlace-hf train: error: {err}", file=sys.stderr)
-        return 2
-    if trainer is None:
-        print(f"{sft_config.output_dir} already holds this training run, finished (--overwrite to retrain)")
-        return 0
-    state = trainer.state
-    print(f"trained {state.global_step} steps; checkpoint in {sft_config.output_dir}")
-    return 0
+if __name__ == "__main__":  # `accelerate launch -m interlace_hf.train`: the command layer's entry point
+    from interlace_hf.commands.train import main
 
-
-if __name__ == "__main__":
     sys.exit(main())

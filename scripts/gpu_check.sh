@@ -48,9 +48,9 @@ start=$(date +%s)
 if [ "$SMOKE" = 1 ]; then
   # Tiny shapes: the tiny model for the fine-tune, its config (random weights) for the TTFT bench.
   WORK="$(mktemp -d)"
-  "$PY" -m interlace_hf.commands.cli tiny "$WORK/tiny" --num-layers 12 --seed 0 >/dev/null
+  "$PY" -m interlace_hf tiny "$WORK/tiny" --num-layers 12 --seed 0 >/dev/null
   "$PY" scripts/bench_train.py --steps 2 --repeats 1 --batch-size 2 --output "$OUT_DIR/bench_train_tiny.json"
-  "$PY" -m interlace_hf.commands.cli bench --random-weights --config "$WORK/tiny/config.json" base 25pc --compare-stock \
+  "$PY" -m interlace_hf bench --random-weights --config "$WORK/tiny/config.json" base 25pc --compare-stock \
     --image-size 64 --new-tokens 2 --repeats 1 --warmup 0 --dtype float32 --device cpu \
     --output "$OUT_DIR/bench_ttft_tiny.json"
   rm -rf "$WORK"
@@ -61,7 +61,7 @@ else
   "$PY" scripts/bench_train.py --config qwen3-vl-4b --dtype bfloat16 --image-size 448 --batch-size 4 --steps 5 \
     --repeats 1 --learning-rate 1e-5 --output "$OUT_DIR/bench_train_4b.json"
   echo "elapsed: $(( $(date +%s) - start )) s"
-  "$PY" -m interlace_hf.commands.cli bench --random-weights --config qwen3-vl-8b base 25pc --compare-stock \
+  "$PY" -m interlace_hf bench --random-weights --config qwen3-vl-8b base 25pc --compare-stock \
     --image-size 448 --dtype bfloat16 --repeats 5 --output "$OUT_DIR/bench_ttft_8b.json"
 fi
 echo "gpu_check: done in $(( $(date +%s) - start )) s; results in $OUT_DIR"

@@ -36,7 +36,11 @@ def _imports(name: str, path: Path, modules: dict) -> list[tuple[str, list[str],
     """(module imported, names imported, line) for every `interlace_hf` import in the file, at any depth."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    # An `if __name__ == "__main__":` block runs only when the file is executed as a script (`python -m`), never
+    # on import: what it imports is an entry point, not a dependency of the module.
+    tree.body = [node for node in tree.body if not (isinstance(node, ast.If) and "__main__" in ast.unparse(node.test))]
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - (node.level - 1)]

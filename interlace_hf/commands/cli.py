@@ -6,7 +6,6 @@ Nothing heavy is imported at module level, so `interlace-hf --help` answers with
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 
@@ -28,6 +27,7 @@ from ..args import (
     from_namespace,
 )
 from ..version import __version__
+from . import configure_logging
 
 
 def _cmd_tiny(ns: argparse.Namespace) -> int:
@@ -198,16 +198,17 @@ def _cmd_similarity(ns: argparse.Namespace) -> int:
 
 
 def _cmd_testbed_train(ns: argparse.Namespace) -> int:
-    from ..testbed.train import train_testbed
+    from ..testbed.train import format_train_report, train_testbed
 
-    train_testbed(from_namespace(TestbedTrainArgs, ns))
+    print(format_train_report(train_testbed(from_namespace(TestbedTrainArgs, ns))))
     return 0
 
 
 def _cmd_testbed_compare(ns: argparse.Namespace) -> int:
     from ..testbed.compare import run_compare
+    from ..testbed.report import format_compare_table
 
-    run_compare(from_namespace(TestbedCompareArgs, ns))
+    print(format_compare_table(run_compare(from_namespace(TestbedCompareArgs, ns))))
     return 0
 
 
@@ -260,12 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:
-        from ..train import main as train_main
+        from .train import main as train_main
 
         return train_main(argv[1:])
     parser = build_parser()
     ns = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(ns.verbose)
     if not getattr(ns, "func", None):
         parser.print_help()
         return 2

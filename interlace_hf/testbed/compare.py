@@ -257,7 +257,6 @@ class Comparison:
         write_json_atomic(self.results_dir / "results.json", results)
         markdown = format_compare_table(results)
         (self.results_dir / "results.md").write_text(markdown + "\n")
-        print(markdown)
         return results
 
     def bench(self) -> dict[tuple[float, str], float]:

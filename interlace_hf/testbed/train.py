@@ -56,7 +56,7 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
         if previous.get("settings") != settings:
             raise ValueError(f"{out} holds a testbed trained with {previous.get('settings')}; pass the same settings, "
                              "--overwrite to retrain, or a new OUTPUT_DIR.")
-        print(f"{out}: already trained (held-out accuracy {previous['accuracy']['accuracy']:.3f}); nothing to do")
+        logger.info("%s: already trained (held-out accuracy %.3f); nothing to do", out, previous["accuracy"]["accuracy"])
         return previous
     if args.overwrite and out.exists():
         check_output_dir(out, overwrite=True, flag="OUTPUT_DIR")
@@ -72,20 +72,20 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    print(f"[data] {settings['num_train']} training and {settings['num_eval']} held-out questions")
+    logger.info("[data] %d training and %d held-out questions", settings["num_train"], settings["num_eval"])
     tasks = settings["tasks"]
     train = ensure_synthetic(out / "data" / "train", settings["num_train"], args.seed + TRAIN_SEED_OFFSET, tasks)
     heldout = ensure_synthetic(out / "data" / "heldout", settings["num_eval"], args.seed + HELDOUT_SEED_OFFSET, tasks)
     data_seconds = time.perf_counter() - start
 
-    print(f"[train] {args.size}: {settings['steps']} steps x {settings['batch_size']} on {device}")
+    logger.info("[train] %s: %d steps x %d on %s", args.size, settings["steps"], settings["batch_size"], device)
     start = time.perf_counter()
     model_dir = out / "model"
     log_history = _train_model(args, settings, train, out / "checkpoints", model_dir, device)
     # The trainer's own figure, so a rerun that finds the model already trained reports the training, not the check.
     train_seconds = next((e["train_runtime"] for e in log_history if "train_runtime" in e), time.perf_counter() - start)
 
-    print("[eval] held-out accuracy")
+    logger.info("[eval] held-out accuracy")
     accuracy = evaluate_accuracy(model_dir, heldout, device=device, item_scores=True)
     seen = seen_in_training(train, heldout)  # hashes every training image: once
     unseen = unseen_accuracy(heldout, seen, accuracy.pop("scores"))
@@ -112,7 +112,6 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
     }
     write_json_atomic(report_path, report)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    print(format_train_report(report))
     return report
 
 
@@ -174,7 +173,7 @@ def _train_model(args: TestbedTrainArgs, settings: dict, train_manifest: Path, c
     trainer = SFTTrainer(model, args=config, train_dataset=dataset, processing_class=processor)
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if resume:
-        print(f"[train] resuming from {resume}")
+        logger.info("[train] resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
     with atomic_output_dir(model_dir, overwrite=True, flag="OUTPUT_DIR/model") as staging:
         trainer.model.save_pretrained(staging)

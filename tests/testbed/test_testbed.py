@@ -5,6 +5,7 @@ behaviour, determinism and the input errors, not the numbers (docs/results-testb
 """
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -60,11 +61,12 @@ def test_train_writes_model_data_and_report(trained):
     assert len(records) == 12 and {r["task"] for r in records} <= set(SIZES["tiny"].tasks)
 
 
-def test_train_rerun_is_a_no_op_and_other_settings_are_refused(trained, capsys):
+def test_train_rerun_is_a_no_op_and_other_settings_are_refused(trained, caplog):
     path, report = trained
     mtime = (path / "model" / "model.safetensors").stat().st_mtime_ns
-    assert _train(path) == report
-    assert "already trained" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="interlace_hf"):
+        assert _train(path) == report
+    assert "already trained" in caplog.text
     assert (path / "model" / "model.safetensors").stat().st_mtime_ns == mtime
     with pytest.raises(ValueError, match="trained with .* pass the same settings, --overwrite"):
         _train(path, seed=1)
