@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,81 +220,107 @@ def compute_similarities(
     """
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}.")
-    layers = model.model.language_model.layers
-    recorder = BlockSimilarityRecorder(layers, pack_sizes)
-    pack_sizes = recorder.pack_sizes
+    recorder = BlockSimilarityRecorder(model.model.language_model.layers, pack_sizes)
     num_layers = recorder.num_layers
-    settings = dict(settings or {}, pack_sizes=pack_sizes, num_samples=len(records), num_layers=num_layers)
-    fingerprint = _fingerprint(settings)
-    scores = {k: {i: [] for i in range(num_layers - k + 1)} for k in pack_sizes}
-    done = 0
+    settings = dict(settings or {}, pack_sizes=recorder.pack_sizes, num_samples=len(records), num_layers=num_layers)
     out = Path(output_dir) if output_dir is not None else None
-    log = None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        saved = load_progress(out)
-        if saved is not None:
-            if saved["fingerprint"] != fingerprint:
-                raise ValueError(
-                    f"{out} holds a partial similarity run with other settings ({saved['settings']}); "
-                    "pass --overwrite to start over, or choose another --output-dir."
-                )
-            done, scores = saved["done"], saved["scores"]
-            logger.info("resuming: %d of %d samples already scored", done, len(records))
-        else:
-            (out / BATCHES_FILE).unlink(missing_ok=True)
-            write_json_atomic(out / PROGRESS_FILE, {"fingerprint": fingerprint, "settings": settings}, indent=1)
-        log = open(out / BATCHES_FILE, "a")
-
-    def append(batch_scores: dict, done_after: int) -> None:
-        if log is not None:
-            log.write(json.dumps({"done": done_after, "scores": batch_scores}) + "\n")
-
-    def flush():
-        if log is not None:
-            log.flush()
-            os.fsync(log.fileno())
-
+    log = ProgressLog(out, flush_seconds)
+    done, scores = log.start(settings, {k: {i: [] for i in range(num_layers - k + 1)} for k in recorder.pack_sizes},
+                             len(records))
     from tqdm.auto import tqdm
 
-    device = next(model.parameters()).device
     bar = tqdm(total=len(records), initial=done, unit="sample", desc="similarity", disable=not progress)
-    last_flush = time.monotonic()
     model_was_training = model.training
     model.eval()
     try:
         with recorder, torch.inference_mode():
-            while done < len(records):
-                batch_records = records[done : done + batch_size]
-                inputs = build_batch(processor, batch_records).to(device)
-                recorder.start_batch(inputs["attention_mask"])
-                # The base model (no LM head): every state the similarity needs, none of the vocabulary projection.
-                model.model(**inputs, use_cache=False)
-                batch_scores = recorder.batch_results()
+            for batch_records, batch_scores in _score_batches(model, processor, recorder, records[done:], batch_size):
                 for k, blocks in batch_scores.items():
                     for i, values in blocks.items():
                         scores[k][i].extend(values)
                 done += len(batch_records)
-                append(batch_scores, done)
+                log.append(batch_scores, done)
                 bar.update(len(batch_records))
-                if time.monotonic() - last_flush >= flush_seconds:
-                    flush()
-                    last_flush = time.monotonic()
                 if on_batch_end is not None:
                     on_batch_end(done)
     except BaseException:
-        flush()  # keep what was computed: a rerun resumes from here
+        log.flush()  # keep what was computed: a rerun resumes from here
         raise
     finally:
         bar.close()
         model.train(model_was_training)
-        if log is not None:
-            log.close()
+        log.close()
 
     result = SimilarityResult(scores=scores, num_layers=num_layers, num_samples=len(records))
     if out is None or not finalize:
         return result
     return write_similarity_files(out, result, settings, model_name=model_name, dataset_name=dataset_name)
+
+
+def _score_batches(model, processor, recorder: BlockSimilarityRecorder, records: list[Record], batch_size: int):
+    """Yield `(records, {k: {block start: [similarity per sample]}})` batch by batch, one forward pass each."""
+    device = next(model.parameters()).device
+    for start in range(0, len(records), batch_size):
+        batch_records = records[start:start + batch_size]
+        inputs = build_batch(processor, batch_records).to(device)
+        recorder.start_batch(inputs["attention_mask"])
+        # The base model (no LM head): every state the similarity needs, none of the vocabulary projection.
+        model.model(**inputs, use_cache=False)
+        yield batch_records, recorder.batch_results()
+
+
+class ProgressLog:
+    """A run's progress in its output directory, append-only: a header (`PROGRESS_FILE`: the settings' fingerprint)
+    and one JSON line per scored batch (`BATCHES_FILE`), flushed to disk every `flush_seconds` and on an error. A
+    rerun with the same settings resumes from it; a flush costs the same however long the run has been going. With
+    no directory, it keeps nothing."""
+
+    def __init__(self, out: Path | None, flush_seconds: float = 30.0):
+        self.out, self.flush_seconds = out, flush_seconds
+        self.handle = None
+        self.last_flush = time.monotonic()
+
+    def start(self, settings: dict, empty_scores: dict, total: int) -> tuple[int, dict]:
+        """`(samples done, scores so far)`: an earlier run's with the same settings, else `(0, empty_scores)` and a
+        new header. An earlier run with other settings is refused."""
+        if self.out is None:
+            return 0, empty_scores
+        self.out.mkdir(parents=True, exist_ok=True)
+        fingerprint = _fingerprint(settings)
+        saved = load_progress(self.out)
+        done, scores = 0, empty_scores
+        if saved is not None:
+            if saved["fingerprint"] != fingerprint:
+                raise ValueError(
+                    f"{self.out} holds a partial similarity run with other settings ({saved['settings']}); "
+                    "pass --overwrite to start over, or choose another --output-dir."
+                )
+            done, scores = saved["done"], saved["scores"]
+            logger.info("resuming: %d of %d samples already scored", done, total)
+        else:
+            (self.out / BATCHES_FILE).unlink(missing_ok=True)
+            write_json_atomic(self.out / PROGRESS_FILE, {"fingerprint": fingerprint, "settings": settings}, indent=1)
+        self.handle = open(self.out / BATCHES_FILE, "a")
+        self.last_flush = time.monotonic()
+        return done, scores
+
+    def append(self, batch_scores: dict, done: int) -> None:
+        if self.handle is None:
+            return
+        self.handle.write(json.dumps({"done": done, "scores": batch_scores}) + "\n")
+        if time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.handle is not None:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 def write_similarity_files(out: Path, result: SimilarityResult, settings: dict, *, model_name: str,
@@ -367,9 +394,7 @@ def shard_settings(settings: dict, rank: int, world: int) -> dict:
 
 def run_similarity(args) -> SimilarityResult:
     """`interlace-hf similarity`: load the model and data described by `SimilarityArgs`, score, write the files."""
-    from .checkpoint import load_model
-    from .checkpoint import read_model_config
-    from .utils.fileio import check_output_dir
+    from .checkpoint import load_model, read_model_config
     from .processing import load_processor
 
     args.validate()
@@ -381,12 +406,32 @@ def run_similarity(args) -> SimilarityResult:
     if too_big:
         raise ValueError(f"--pack-sizes {too_big} do not fit a {num_layers}-layer model; use 1..{num_layers}.")
     out = Path(args.output_dir)
+    _prepare_output_dir(out, args.overwrite)
+    records, dataset_name = load_records(args.data, split=args.split, subset=args.subset)
+    indices = sample_indices(len(records), args.sample_fraction, args.seed)
+    samples = [records[i] for i in indices]
+    check_images(samples, indices=indices)  # a broken image stops the run now, not in the middle of the pass
+    dtype = resolve_dtype(args.dtype, device)
+    model = load_model(args.model, dtype=dtype, device_map=device if device != "cpu" else None)
+    processor = load_processor(args.model)
+    names = {"model_name": Path(args.model.rstrip("/")).name, "dataset_name": dataset_name}
+    settings = run_settings(args, indices, dtype)
+    if distributed_info()[1] > 1:
+        return _score_data_parallel(model, processor, samples, args, out, settings, names, device)
+    logger.info("scoring %d of %d records (%s) on %s", len(samples), len(records), dataset_name, device)
+    return compute_similarities(model, processor, samples, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
+                                output_dir=out, settings=settings, **names)
+
+
+def _prepare_output_dir(out: Path, overwrite: bool) -> None:
+    """Refuse a non-empty directory that is not a run to resume; with `overwrite`, rank 0 removes an earlier run's
+    files. Every rank waits until that is done."""
+    from .utils.fileio import check_output_dir
+
     rank, world, _ = distributed_info()
     resumable = (out / PROGRESS_FILE).is_file() or any(out.glob(f"rank*/{PROGRESS_FILE}"))
-    if args.overwrite and out.is_dir():
+    if overwrite and out.is_dir():
         if rank == 0:
-            import shutil
-
             for stale in [out / PROGRESS_FILE, out / BATCHES_FILE, out / SUMMARY_FILE,
                           *out.glob("*_hidden_state_similarities.json")]:
                 stale.unlink(missing_ok=True)
@@ -398,38 +443,26 @@ def run_similarity(args) -> SimilarityResult:
         import torch.distributed as dist
 
         dist.barrier()  # every rank has checked the directory before any writes into it
-    records, dataset_name = load_records(args.data, split=args.split, subset=args.subset)
-    indices = sample_indices(len(records), args.sample_fraction, args.seed)
-    samples = [records[i] for i in indices]
-    check_images(samples, indices=indices)  # a broken image stops the run now, not in the middle of the pass
-    dtype = resolve_dtype(args.dtype, device)
-    model = load_model(args.model, dtype=dtype, device_map=device if device != "cpu" else None)
-    processor = load_processor(args.model)
-    model_name = Path(args.model.rstrip("/")).name
-    settings = run_settings(args, indices, dtype)
-    if world == 1:
-        logger.info("scoring %d of %d records (%s) on %s", len(samples), len(records), dataset_name, device)
-        return compute_similarities(model, processor, samples, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
-                                    output_dir=out, model_name=model_name, dataset_name=dataset_name,
-                                    settings=settings)
+
+
+def _score_data_parallel(model, processor, samples: list[Record], args, out: Path, settings: dict, names: dict,
+                         device: str) -> SimilarityResult:
+    """Rank r scores samples r, r + W, ...; each keeps its own progress log (a rerun resumes each shard); rank 0
+    merges them into the files one process would write."""
     import torch.distributed as dist
 
-    # Data parallel: rank r scores samples r, r + W, ...; each keeps its own progress log (a rerun resumes each
-    # shard); rank 0 merges them into the files one process would write.
+    rank, world, _ = distributed_info()
     shard = samples[rank::world]
     logger.info("rank %d/%d: scoring %d of %d samples on %s", rank, world, len(shard), len(samples), device)
     part = compute_similarities(model, processor, shard, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
-                                output_dir=out / f"rank{rank}", model_name=model_name, dataset_name=dataset_name,
-                                settings=shard_settings(settings, rank, world), progress=rank == 0, finalize=False)
+                                output_dir=out / f"rank{rank}", settings=shard_settings(settings, rank, world),
+                                progress=rank == 0, finalize=False, **names)
     dist.barrier()
     result = part
     if rank == 0:
-        import shutil
-
         parts = [load_progress(out / f"rank{r}")["scores"] for r in range(world)]
-        result = write_similarity_files(
-            out, SimilarityResult(scores=merge_shards(parts), num_layers=part.num_layers, num_samples=len(samples)),
-            settings, model_name=model_name, dataset_name=dataset_name)
+        merged = SimilarityResult(scores=merge_shards(parts), num_layers=part.num_layers, num_samples=len(samples))
+        result = write_similarity_files(out, merged, settings, **names)
         for r in range(world):
             shutil.rmtree(out / f"rank{r}", ignore_errors=True)
     dist.barrier()

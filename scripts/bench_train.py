@@ -4,8 +4,8 @@ and peak memory of INTERLACE training (only the plan's tuned layers) vs full fin
 to its IDEAL step time.
 
 The ideal is the measured forward pass (no gradients, same batch, same model) times the counted FLOPs of a training
-step over those of a forward (`interlace_hf.benchmark.flops.training_step_flops`): INTERLACE's backward stops at the lowest tuned
-layer (tuned layers ~2x a forward, frozen layers above them ~1x, nothing below), full fine-tuning backpropagates through
+step over those of a forward (`interlace_hf.benchmark.flops.training_step_flops`): INTERLACE's backward stops at the
+lowest tuned layer (tuned layers ~2x a forward, frozen layers above them ~1x, nothing below), full fine-tuning backpropagates through
 everything (~2x); activation checkpointing adds one recompute of what it covers. measured / ideal says how much of the
 step is overhead beyond the arithmetic that has to be done.
 

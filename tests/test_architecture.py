@@ -106,3 +106,20 @@ def test_every_flag_takes_dashes_or_underscores():
 
     one = parse_train_args(["--model", "m", "--dataset", "d", "--learning-rate", "2e-5", "--max_steps", "3"])[1]
     assert one.learning_rate == 2e-5 and one.max_steps == 3
+
+
+def test_docs_architecture_names_every_module():
+    """docs/architecture.md is the map of the package: a module added without a place on it fails here."""
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    missing = []
+    for name in _modules():
+        parts = name.split(".")[1:]
+        if not parts or parts[-1] == "__main__":
+            continue
+        if len(parts) == 1:
+            wanted = f"`{parts[0]}.py`" if (PACKAGE / f"{parts[0]}.py").is_file() else f"`{parts[0]}/`"
+        else:
+            wanted = f"`{parts[-1]}`" if parts[0] != "modeling" else "`modeling/`"
+        if wanted not in doc:
+            missing.append(name)
+    assert not missing, f"modules missing from docs/architecture.md: {missing}"

@@ -131,9 +131,9 @@ def test_invalid_repo_ids_are_refused_before_anything(tiny_model_dir, tmp_path, 
 
 
 def test_random_weight_bench_that_cannot_fit_is_refused_first(monkeypatch, capsys):
-    from interlace_hf.benchmark import bench
+    from interlace_hf.benchmark import models as bench_models
 
-    monkeypatch.setattr(bench, "available_memory", lambda device: 8 * 2**30)  # an 8 GiB machine
+    monkeypatch.setattr(bench_models, "available_memory", lambda device: 8 * 2**30)  # an 8 GiB machine
     rc, err = run(capsys, "bench", "--random-weights", "--config", "qwen3-vl-8b", "base", "25pc",
                   "--dtype", "float32", "--device", "cpu")
     assert rc == 2 and "needs about 3" in err and "GiB on cpu" in err and "only 8.0 GiB is free" in err

@@ -13,7 +13,16 @@ from pathlib import Path
 
 from ..args import PruneArgs
 from ..card import format_bytes
-from ..checkpoint import PROCESSOR_FILE_PATTERNS, choose_format, load_model, num_deepstack_features, original_num_layers, read_model_config, resolve_checkpoint, safetensors_tensor_bytes
+from ..checkpoint import (
+    PROCESSOR_FILE_PATTERNS,
+    choose_format,
+    load_model,
+    num_deepstack_features,
+    original_num_layers,
+    read_model_config,
+    resolve_checkpoint,
+    safetensors_tensor_bytes,
+)
 from ..plan import Plan
 from .push import push_checkpoint, push_summary
 
@@ -67,7 +76,8 @@ def run_prune(args: PruneArgs) -> Path | None:
     if args.push_to_hub and not args.dry_run:
         api = check_push_access(args.push_to_hub, args.token)  # before any expensive work
     plan, tables = _choose_plan(args, config, depth)
-    chosen = choose_format(args.format, list(plan.kept_layers), num_deepstack_features(config), args.force) if plan else None
+    features = num_deepstack_features(config)
+    chosen = choose_format(args.format, list(plan.kept_layers), features, args.force) if plan else None
     if args.dry_run:
         print(dry_run_report(args.model, config, plan, chosen, args.output_dir, args.push_to_hub, tables,
                              revision=args.model_revision))
@@ -79,7 +89,7 @@ def run_prune(args: PruneArgs) -> Path | None:
     model = load_model(args.model, revision=args.model_revision, dtype=args.dtype)
     if plan is None:
         plan, _ = plan_from_args(args, num_layers=depth, model=model)
-        chosen = choose_format(args.format, list(plan.kept_layers), num_deepstack_features(config), args.force)
+        chosen = choose_format(args.format, list(plan.kept_layers), features, args.force)
     print(f"plan: {plan.describe()}")
     params_before = sum(p.numel() for p in model.parameters())
     out = prune_with_card(model, plan, args.model, args.output_dir, tables, revision=args.model_revision,

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..args import PublishArgs
 from ..checkpoint import choose_format, load_model, num_deepstack_features, original_num_layers, read_model_config
 from ..plan import Plan
+from ..utils.fileio import write_json_atomic
 from .prune import dry_run_report, prune_with_card
 from .push import push_checkpoint, push_summary
 
@@ -27,34 +28,12 @@ def run_publish(args: PublishArgs) -> dict:
     """
     from ..hub import check_push_access
     from ..tables import load_similarity_tables
-    from ..selection import select_layers
 
     args.validate()
     config = read_model_config(args.model, local_only=args.dry_run)
-    depth = original_num_layers(config)
     tables = load_similarity_tables(args.similarities)
-    if tables.num_layers != depth:
-        raise ValueError(f"the similarities describe a {tables.num_layers}-layer model, {args.model!r} has {depth}.")
-    base_name = Path(args.model.rstrip("/")).name
-    from ..selection import num_to_drop
-
-    by_count: dict[int, list[float]] = {}
-    for ratio in args.ratios:
-        by_count.setdefault(num_to_drop(depth, drop_ratio=ratio), []).append(ratio)
-    same = {n: r for n, r in by_count.items() if len(r) > 1}
-    if same:
-        details = "; ".join(f"{', '.join(f'{x:g}' for x in r)} all drop {n} of {depth} layers" for n, r in same.items())
-        raise ValueError(f"--ratios {details}: they would publish identical models under different names. Keep one "
-                         "ratio per number of dropped layers.")
-    variants = []
-    for ratio in args.ratios:
-        plan = select_layers(tables, args.strategy, drop_ratio=ratio)
-        pc = int(round(ratio * 100))
-        name = args.name_template.format(base=base_name, pc=pc, ratio=ratio, strategy=args.strategy)
-        fmt = choose_format(args.format, list(plan.kept_layers), num_deepstack_features(config))
-        variants.append({"ratio": ratio, "plan": plan, "repo_id": f"{args.namespace}/{name}", "format": fmt,
-                         "dir": str(Path(args.work_dir) / name)})
-    title = args.collection_title or f"INTERLACE {base_name}"
+    variants = _plan_variants(args, config, tables)
+    title = args.collection_title or f"INTERLACE {Path(args.model.rstrip('/')).name}"
     if args.dry_run:
         for v in variants:
             print(f"{v['repo_id']}: {v['plan'].describe()} [{v['format']}] -> {v['dir']}"
@@ -65,17 +44,10 @@ def run_publish(args: PublishArgs) -> dict:
         return {"variants": variants, "dry_run": True}
 
     api = check_push_access(f"{args.namespace}/x", args.token)  # before any expensive work
-    work = Path(args.work_dir)
-    work.mkdir(parents=True, exist_ok=True)
-    state_file = work / PUBLISH_STATE
+    state_file = Path(args.work_dir) / PUBLISH_STATE
+    state_file.parent.mkdir(parents=True, exist_ok=True)
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     state.setdefault("variants", {})
-
-    def save_state():
-        tmp = state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(state_file)
-
     for v in variants:
         record = state["variants"].setdefault(v["repo_id"], {"ratio": v["ratio"], "pushed": False})
         if record["pushed"]:
@@ -85,8 +57,42 @@ def run_publish(args: PublishArgs) -> dict:
         report = push_checkpoint(api, directory, v["repo_id"], private=args.private)
         print(push_summary(report))
         record.update(pushed=True, directory=str(directory), plan=v["plan"].to_dict())
-        save_state()
+        write_json_atomic(state_file, state, indent=2)
+    slug = _gather_collection(api, args, title, variants, state, state_file)
+    print(f"collection: https://huggingface.co/collections/{slug} ({len(variants)} variants)")
+    return {"variants": variants, "collection_slug": slug}
 
+
+def _plan_variants(args: PublishArgs, config: dict, tables) -> list[dict]:
+    """One variant per ratio: its plan, repo id, format and work directory; ratios that drop the same number of
+    layers (identical models under different names) are refused."""
+    from ..selection import num_to_drop, select_layers
+
+    depth = original_num_layers(config)
+    if tables.num_layers != depth:
+        raise ValueError(f"the similarities describe a {tables.num_layers}-layer model, {args.model!r} has {depth}.")
+    by_count: dict[int, list[float]] = {}
+    for ratio in args.ratios:
+        by_count.setdefault(num_to_drop(depth, drop_ratio=ratio), []).append(ratio)
+    same = {n: r for n, r in by_count.items() if len(r) > 1}
+    if same:
+        details = "; ".join(f"{', '.join(f'{x:g}' for x in r)} all drop {n} of {depth} layers" for n, r in same.items())
+        raise ValueError(f"--ratios {details}: they would publish identical models under different names. Keep one "
+                         "ratio per number of dropped layers.")
+    base_name = Path(args.model.rstrip("/")).name
+    variants = []
+    for ratio in args.ratios:
+        plan = select_layers(tables, args.strategy, drop_ratio=ratio)
+        name = args.name_template.format(base=base_name, pc=int(round(ratio * 100)), ratio=ratio,
+                                         strategy=args.strategy)
+        fmt = choose_format(args.format, list(plan.kept_layers), num_deepstack_features(config))
+        variants.append({"ratio": ratio, "plan": plan, "repo_id": f"{args.namespace}/{name}", "format": fmt,
+                         "dir": str(Path(args.work_dir) / name)})
+    return variants
+
+
+def _gather_collection(api, args: PublishArgs, title: str, variants: list[dict], state: dict, state_file: Path) -> str:
+    """Create the collection once (its slug kept in the state file), then add every variant (idempotent)."""
     from ..hub import with_retries
 
     slug = state.get("collection_slug")
@@ -95,15 +101,13 @@ def run_publish(args: PublishArgs) -> dict:
                                                                 exists_ok=True,
                                                                 description="INTERLACE layer-pruned variants"),
                                   what="create_collection")
-        slug = collection.slug
-        state["collection_slug"] = slug
-        save_state()
+        slug = state["collection_slug"] = collection.slug
+        write_json_atomic(state_file, state, indent=2)
     for v in variants:
         with_retries(lambda repo=v["repo_id"]: api.add_collection_item(slug, repo, "model", exists_ok=True,
                                                                         note=f"{int(round(v['ratio'] * 100))}% drop"),
                      what="add_collection_item")
-    print(f"collection: https://huggingface.co/collections/{slug} ({len(variants)} variants)")
-    return {"variants": variants, "collection_slug": slug}
+    return slug
 
 
 def _build_variant(args: PublishArgs, variant: dict, tables) -> Path:

@@ -1,4 +1,5 @@
-"""`interlace-hf testbed`: an offline retention testbed: a small Qwen3-VL trained here, then pruned by every strategy and compared.
+"""`interlace-hf testbed`: an offline retention testbed: a small Qwen3-VL trained here, then pruned by every
+strategy and compared.
 
 Real Qwen3-VL weights cannot be downloaded everywhere, and a randomly initialised model answers nothing, so the
 paper's comparison (relative performance after dropping layers, with and without the short fine-tune) cannot be

@@ -50,22 +50,9 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
     args.validate()
     out = Path(args.output_dir)
     settings = resolved_train_settings(args)
-    report_path = out / TESTBED_FILE
-    previous = json.loads(report_path.read_text()) if report_path.is_file() else None
-    if previous is not None and not args.overwrite:
-        if previous.get("settings") != settings:
-            raise ValueError(f"{out} holds a testbed trained with {previous.get('settings')}; pass the same settings, "
-                             "--overwrite to retrain, or a new OUTPUT_DIR.")
-        logger.info("%s: already trained (held-out accuracy %.3f); nothing to do", out, previous["accuracy"]["accuracy"])
+    previous = _check_output_dir(args, out, settings)
+    if previous is not None:
         return previous
-    if args.overwrite and out.exists():
-        check_output_dir(out, overwrite=True, flag="OUTPUT_DIR")
-        shutil.rmtree(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"OUTPUT_DIR {str(out)!r} is a file; pass a directory path.")
-    if out.is_dir() and any(out.iterdir()) and not (out / "data").is_dir():
-        raise ValueError(f"OUTPUT_DIR {str(out)!r} is not empty and is not a testbed; choose a new directory or pass "
-                         "--overwrite.")
     from ..utils.runtime import resolve_device
 
     device = resolve_device(args.device)
@@ -110,9 +97,32 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line("train", args, always=("size", "seed")),
     }
-    write_json_atomic(report_path, report)
+    write_json_atomic(out / TESTBED_FILE, report)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return report
+
+
+def _check_output_dir(args: TestbedTrainArgs, out: Path, settings: dict) -> dict | None:
+    """The earlier report when OUTPUT_DIR already holds this training (nothing to do); refuses other settings and
+    foreign directories; with --overwrite, removes an earlier testbed."""
+    report_path = out / TESTBED_FILE
+    previous = json.loads(report_path.read_text()) if report_path.is_file() else None
+    if previous is not None and not args.overwrite:
+        if previous.get("settings") != settings:
+            raise ValueError(f"{out} holds a testbed trained with {previous.get('settings')}; pass the same settings, "
+                             "--overwrite to retrain, or a new OUTPUT_DIR.")
+        logger.info("%s: already trained (held-out accuracy %.3f); nothing to do", out,
+                    previous["accuracy"]["accuracy"])
+        return previous
+    if args.overwrite and out.exists():
+        check_output_dir(out, overwrite=True, flag="OUTPUT_DIR")
+        shutil.rmtree(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"OUTPUT_DIR {str(out)!r} is a file; pass a directory path.")
+    if out.is_dir() and any(out.iterdir()) and not (out / "data").is_dir():
+        raise ValueError(f"OUTPUT_DIR {str(out)!r} is not empty and is not a testbed; choose a new directory or pass "
+                         "--overwrite.")
+    return None
 
 
 def _model_summary(model_dir: Path) -> dict:

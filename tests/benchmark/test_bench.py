@@ -1,4 +1,4 @@
-"""`interlace-hf bench` (interlace_hf.benchmark.bench) and the FLOP / parameter counts (interlace_hf.benchmark.flops)."""
+"""`interlace-hf bench` (interlace_hf.benchmark) and the FLOP / parameter counts (its flops module)."""
 
 import itertools
 import json
