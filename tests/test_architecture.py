@@ -14,6 +14,7 @@ def test_the_core_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "import interlace_hf, interlace_hf.selection, interlace_hf.plan, interlace_hf.card, interlace_hf.layermap\n"
             "import interlace_hf.args, interlace_hf.planning, interlace_hf.benchmark.flops, interlace_hf.utils.fileio\n"
+            "import interlace_hf.tables, interlace_hf.checkpoint, interlace_hf.hub, interlace_hf.datasets.prepare\n"
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PATH": ""})
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
