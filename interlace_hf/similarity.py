@@ -484,7 +484,8 @@ def _init_distributed(device: str) -> str:
     return device
 
 
-if __name__ == "__main__":  # `torchrun -m interlace_hf.similarity`: the command layer's entry point
-    from interlace_hf.commands.similarity import main
+if __name__ == "__main__":
+    # `torchrun -m interlace_hf.similarity` runs the command layer's entry point (it prints; this module does not).
+    import runpy
 
-    raise SystemExit(main())
+    runpy.run_module("interlace_hf.commands.similarity", run_name="__main__", alter_sys=True)

@@ -472,7 +472,8 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
     return trainer
 
 
-if __name__ == "__main__":  # `accelerate launch -m interlace_hf.train`: the command layer's entry point
-    from interlace_hf.commands.train import main
+if __name__ == "__main__":
+    # `accelerate launch -m interlace_hf.train` runs the command layer's entry point (it prints; this module does not).
+    import runpy
 
-    sys.exit(main())
+    runpy.run_module("interlace_hf.commands.train", run_name="__main__", alter_sys=True)

@@ -25,3 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     if distributed_info()[0] == 0:
         print(f"scored {result.num_samples} samples; files in {args.output_dir}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,3 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"trained {trainer.state.global_step} steps; checkpoint in {sft_config.output_dir}")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
