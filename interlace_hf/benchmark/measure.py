@@ -186,7 +186,7 @@ def measure_models(models: list[tuple[str, Any]], inputs: dict, tokenizer, *, ne
                 # A noisy pair of calls (a cold first call) can make the difference negative: no sample then.
                 decode[name].append((new_tokens - 1) / (t_full - t_first) if t_full > t_first else None)
         warm = " (warm-up)" if round_index < warmup else ""
-        logger.info("round %d/%d done%s", round_index + 1, warmup + repeats, warm)
+        logger.debug("round %d/%d done%s", round_index + 1, warmup + repeats, warm)
     for name, _ in models:
         if min(ttft[name]) > 0 and max(ttft[name]) / min(ttft[name]) > 1.5:
             logger.warning("the TTFT samples of %s range from %.1f to %.1f ms: the machine was busy or not warm; "
