@@ -386,6 +386,9 @@ class SimilarityArgs:
     sample_fraction: float = field(default=0.1, metadata={"help": "fraction of the records to sample"})
     seed: int = field(default=42, metadata={"help": "seed of the sample"})
     batch_size: int = field(default=1, metadata={"help": "samples per forward pass"})
+    length_bucketing: bool = field(default=True, metadata={
+        "help": "batch samples of similar length together: less padding, the same scores (--no-length-bucketing: "
+                "in sample order)"})
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on a GPU that has it, else fp32), float32, bfloat16"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
     subset: str | None = field(default=None, metadata={"help": "dataset configuration (e.g. a FineVision subset)"})
@@ -437,7 +440,11 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                                 help=f"{kwargs['help']}{shown}")
             continue
         if kind is bool:
-            parser.add_argument(*_flags(f.name), dest=f.name, action="store_true", **kwargs)
+            if f.default is True:  # on by default: `--no-NAME` turns it off
+                parser.add_argument(*_flags(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=True,
+                                    **kwargs)
+            else:
+                parser.add_argument(*_flags(f.name), dest=f.name, action="store_true", **kwargs)
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         if default not in (None, ""):

@@ -64,10 +64,10 @@ def image_error(image, err: BaseException) -> str:
             "that names it from the data.")
 
 
-def verified_image_size(image) -> tuple[int, int]:
-    """(width, height) of an image (a path, a PIL image, or datasets' undecoded dict) without decoding its pixels; a
-    file is also checked whole (`PIL.Image.verify`: structure and checksums). A missing, truncated or non-image file
-    raises PIL's OSError / SyntaxError."""
+def verified_image_size(image, verify: bool = True) -> tuple[int, int]:
+    """(width, height) of an image (a path, a PIL image, or datasets' undecoded dict) without decoding its pixels; with
+    `verify`, a file is also checked whole (`PIL.Image.verify`: structure and checksums), else only its header is
+    read. A missing, truncated or non-image file raises PIL's OSError / SyntaxError."""
     import io
 
     from PIL import Image
@@ -80,7 +80,8 @@ def verified_image_size(image) -> tuple[int, int]:
         return image.size
     with Image.open(source) as opened:
         size = opened.size
-        opened.verify()
+        if verify:
+            opened.verify()
     return size
 
 

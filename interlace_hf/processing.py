@@ -187,3 +187,29 @@ def sample_inputs(processor, question: str = "What shapes and colours are in the
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return dict(processor(text=[text], images=[[image]], return_tensors="pt"))
+
+
+def prompt_lengths(processor, texts: list[str], image_sizes: list[list[tuple[int, int]]], *,
+                   min_pixels: int | None = None, max_pixels: int | None = None, batch_size: int = 256) -> list[int]:
+    """The number of tokens each prompt becomes through `processor`, counted without processing any pixel.
+
+    Args:
+        texts: each prompt through the chat template (one image placeholder per image).
+        image_sizes: each prompt's images as (width, height).
+        min_pixels, max_pixels: the resolution the images are processed at (default: the processor's).
+
+    Each image's single placeholder token becomes its number of image tokens at that resolution (what the
+    processor's `smart_resize` gives: patches / merge_size**2).
+    """
+    image_processor, tokenizer = processor.image_processor, processor.tokenizer
+    size_kwargs = {key: value for key, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels))
+                   if value is not None}
+    merge = image_processor.merge_size
+    lengths = []
+    for start in range(0, len(texts), batch_size):
+        ids = tokenizer(texts[start:start + batch_size], add_special_tokens=False)["input_ids"]
+        for tokens, sizes in zip(ids, image_sizes[start:start + batch_size]):
+            extra = sum(image_processor.get_number_of_image_patches(height, width, size_kwargs) // merge**2 - 1
+                        for width, height in sizes)
+            lengths.append(len(tokens) + extra)
+    return lengths

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .data import Record, check_images, load_records, sample_indices
+from .data import Record, check_images, image_error, load_records, sample_indices, verified_image_size
 from .version import package_versions
 from .utils.runtime import resolve_device, resolve_dtype
 from .utils.fileio import write_json_atomic
@@ -57,7 +57,7 @@ class BlockSimilarityRecorder:
         self.num_layers = num_layers
         self.token_mask: torch.Tensor | None = None
         self._states: dict[int, torch.Tensor] = {}  # unit-normalised states still needed
-        self._weights: torch.Tensor | None = None
+        self._weights: dict[torch.device, torch.Tensor] = {}  # per device: the token weights of a masked mean
         # scores[k][i]: per-sample tensors of the current batch
         self.batch_scores: dict[int, dict[int, torch.Tensor]] = {}
         self._handles = []
@@ -76,7 +76,7 @@ class BlockSimilarityRecorder:
 
     def start_batch(self, attention_mask: torch.Tensor) -> None:
         self.token_mask = attention_mask.bool()
-        self._weights = None
+        self._weights = {}
         self._states.clear()
         self.batch_scores = {k: {} for k in self.pack_sizes}
 
@@ -94,7 +94,8 @@ class BlockSimilarityRecorder:
         keys = [(k, i) for k in self.pack_sizes for i in sorted(self.batch_scores[k])]
         if not keys:
             return {k: {} for k in self.pack_sizes}
-        stacked = torch.stack([self.batch_scores[k][i] for k, i in keys]).double().cpu().tolist()
+        device = self.batch_scores[keys[0][0]][keys[0][1]].device
+        stacked = torch.stack([self.batch_scores[k][i].to(device) for k, i in keys]).double().cpu().tolist()
         out: dict[int, dict[int, list[float]]] = {k: {} for k in self.pack_sizes}
         for (k, i), values in zip(keys, stacked):
             out[k][i] = values
@@ -104,15 +105,19 @@ class BlockSimilarityRecorder:
         # Each state is normalised once and reused by every block it closes or opens (up to 2 * len(packs) pairs);
         # a block's score is then sum over tokens t of weight[t] * <unit_a[t], unit_b[t]> (per-token dot products,
         # then the masked mean).
+        # With `device_map` across GPUs, consecutive layers may sit on different devices: each block is scored on
+        # the device of the state that closes it (the opening state moves there, once per block).
         state = hidden.float()
         unit = state / torch.linalg.vector_norm(state, dim=-1, keepdim=True).clamp_min(1e-8)
-        if self._weights is None:
-            mask = self.token_mask.to(state.device, state.dtype)
-            self._weights = mask / mask.sum(dim=1, keepdim=True)  # a masked mean over each sample's tokens
+        weights = self._weights.get(unit.device)
+        if weights is None:
+            mask = self.token_mask.to(unit.device, unit.dtype)
+            weights = self._weights[unit.device] = mask / mask.sum(dim=1, keepdim=True)  # masked mean per sample
         for k in self.pack_sizes:
             start = self._states.get(j - k)
             if start is not None:
-                self.batch_scores[k][j - k] = (torch.linalg.vecdot(start, unit) * self._weights).sum(dim=1)
+                start = start.to(unit.device, non_blocking=True)
+                self.batch_scores[k][j - k] = (torch.linalg.vecdot(start, unit) * weights).sum(dim=1)
         self._states[j] = unit
         self._states.pop(j - self.pack_sizes[-1] - 1, None)
         if j == self.num_layers:
@@ -146,16 +151,20 @@ def _fingerprint(settings: dict) -> str:
 
 
 def load_progress(out: str | os.PathLike) -> dict | None:
-    """A partial run in `out`: `{"fingerprint", "settings", "done", "scores"}`, or None when there is none.
+    """A partial run in `out`: `{"fingerprint", "settings", "done", "scored", "scores"}`, or None when there is none.
 
-    The batches log is read up to its last complete line; a line cut off by a crash is dropped (and cut from the
-    file), so its batch is scored again.
+    `scores[k][i]` has one entry per sample, in sample order, None where the sample is not scored yet; `scored` lists
+    the samples that are, in the order they were scored. The batches log is read up to its last complete line; a line
+    cut off by a crash is dropped (and cut from the file), so its batch is scored again.
     """
     out = Path(out)
     if not (out / PROGRESS_FILE).is_file():
         return None
     header = json.loads((out / PROGRESS_FILE).read_text())
-    done, scores, good_bytes = 0, None, 0
+    settings = header["settings"]
+    count, num_layers = settings["num_samples"], settings["num_layers"]
+    scores = {k: {i: [None] * count for i in range(num_layers - k + 1)} for k in settings["pack_sizes"]}
+    scored, good_bytes = [], 0
     path = out / BATCHES_FILE
     if path.is_file():
         with open(path, "rb") as handle:
@@ -166,22 +175,54 @@ def load_progress(out: str | os.PathLike) -> dict | None:
                     break
                 if not line.endswith(b"\n"):
                     break
-                batch = {int(k): {int(i): v for i, v in blocks.items()} for k, blocks in entry["scores"].items()}
-                if scores is None:
-                    scores = {k: {i: [] for i in blocks} for k, blocks in batch.items()}
-                for k, blocks in batch.items():
+                # logs written before length bucketing scored the samples in order and did not list them
+                positions = entry.get("positions") or list(range(len(scored), entry["done"]))
+                for k, blocks in entry["scores"].items():
                     for i, values in blocks.items():
-                        scores[k][i].extend(values)
-                done = entry["done"]
+                        column = scores[int(k)][int(i)]
+                        for position, value in zip(positions, values):
+                            column[position] = value
+                scored += positions
                 good_bytes += len(line)
         if good_bytes < path.stat().st_size:
             with open(path, "r+b") as handle:
                 handle.truncate(good_bytes)
-    if scores is None:
-        num_layers, packs = header["settings"]["num_layers"], header["settings"]["pack_sizes"]
-        scores = {k: {i: [] for i in range(num_layers - k + 1)} for k in packs}
-    return {"fingerprint": header.get("fingerprint"), "settings": header.get("settings"), "done": done,
+    return {"fingerprint": header.get("fingerprint"), "settings": settings, "done": len(scored), "scored": scored,
             "scores": scores}
+
+
+def record_lengths(processor, records: list[Record]) -> list[int]:
+    """Tokens each calibration prompt becomes (chat template + image tokens at the processor's resolution), from the
+    text and the images' sizes: no pixel is processed."""
+    from .processing import prompt_lengths
+
+    texts = [processor.apply_chat_template(r.prompt_messages(), tokenize=False, add_generation_prompt=True)
+             for r in records]
+    sizes = []
+    for record in records:
+        sizes.append([])
+        for image in record.images:
+            try:
+                sizes[-1].append(verified_image_size(image, verify=False))  # the header only: checked before
+            except (OSError, SyntaxError) as err:
+                raise ValueError(image_error(image, err)) from None
+    return prompt_lengths(processor, texts, sizes)
+
+
+def bucketed_order(lengths: list[int]) -> list[int]:
+    """Samples longest first (ties in sample order): consecutive batches then hold samples of similar length, and the
+    largest batch comes first, so a batch size that does not fit fails at once, not hours in (pure)."""
+    return sorted(range(len(lengths)), key=lambda position: -lengths[position])
+
+
+def padding_fraction(lengths: list[int], order: list[int], batch_size: int) -> float:
+    """The share of the tokens in padded batches that is padding, batching `order` `batch_size` at a time (pure)."""
+    real = padded = 0
+    for start in range(0, len(order), batch_size):
+        batch = [lengths[p] for p in order[start:start + batch_size]]
+        real += sum(batch)
+        padded += max(batch) * len(batch)
+    return 1 - real / padded if padded else 0.0
 
 
 def compute_similarities(
@@ -199,6 +240,7 @@ def compute_similarities(
     progress: bool = True,
     on_batch_end=None,
     finalize: bool = True,
+    lengths: list[int] | None = None,
 ) -> SimilarityResult:
     """Score every k-block of `model` on `records` in one pass per batch.
 
@@ -217,16 +259,30 @@ def compute_similarities(
         on_batch_end: called with the number of samples done after each batch (and its flush).
         finalize: write the paper-format files and drop the progress log (a data-parallel rank leaves its log for
             rank 0 to merge instead).
+        lengths: each record's length in tokens (`record_lengths`); with it, batches hold records of similar length
+            (longest first). Each record's scores are the same either way; only the padding changes.
     """
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}.")
     recorder = BlockSimilarityRecorder(model.model.language_model.layers, pack_sizes)
     num_layers = recorder.num_layers
-    settings = dict(settings or {}, pack_sizes=recorder.pack_sizes, num_samples=len(records), num_layers=num_layers)
+    settings = dict(settings or {}, pack_sizes=recorder.pack_sizes, num_samples=len(records), num_layers=num_layers,
+                    length_bucketing=lengths is not None)
     out = Path(output_dir) if output_dir is not None else None
     log = ProgressLog(out, flush_seconds)
-    done, scores = log.start(settings, {k: {i: [] for i in range(num_layers - k + 1)} for k in recorder.pack_sizes},
-                             len(records))
+    empty = {k: {i: [None] * len(records) for i in range(num_layers - k + 1)} for k in recorder.pack_sizes}
+    scored, scores = log.start(settings, empty, len(records))
+    order = list(range(len(records)))
+    if lengths is not None:
+        if len(lengths) != len(records):
+            raise ValueError(f"`lengths` has {len(lengths)} entries for {len(records)} records.")
+        order = bucketed_order(lengths)
+        logger.info("padding: %.1f%% of the batched tokens with length bucketing, %.1f%% in sample order",
+                    100 * padding_fraction(lengths, order, batch_size),
+                    100 * padding_fraction(lengths, list(range(len(records))), batch_size))
+    done_already = set(scored)
+    remaining = [position for position in order if position not in done_already]
+    done = len(records) - len(remaining)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(records), initial=done, unit="sample", desc="similarity", disable=not progress)
@@ -234,13 +290,15 @@ def compute_similarities(
     model.eval()
     try:
         with recorder, torch.inference_mode():
-            for batch_records, batch_scores in _score_batches(model, processor, recorder, records[done:], batch_size):
+            for positions, batch_scores in _score_batches(model, processor, recorder, records, remaining, batch_size):
                 for k, blocks in batch_scores.items():
                     for i, values in blocks.items():
-                        scores[k][i].extend(values)
-                done += len(batch_records)
-                log.append(batch_scores, done)
-                bar.update(len(batch_records))
+                        column = scores[k][i]
+                        for position, value in zip(positions, values):
+                            column[position] = value
+                done += len(positions)
+                log.append(batch_scores, done, positions)
+                bar.update(len(positions))
                 if on_batch_end is not None:
                     on_batch_end(done)
     except BaseException:
@@ -257,16 +315,18 @@ def compute_similarities(
     return write_similarity_files(out, result, settings, model_name=model_name, dataset_name=dataset_name)
 
 
-def _score_batches(model, processor, recorder: BlockSimilarityRecorder, records: list[Record], batch_size: int):
-    """Yield `(records, {k: {block start: [similarity per sample]}})` batch by batch, one forward pass each."""
+def _score_batches(model, processor, recorder: BlockSimilarityRecorder, records: list[Record], order: list[int],
+                   batch_size: int):
+    """Yield `(positions, {k: {block start: [similarity per sample]}})` for the records at `order`, `batch_size` at a
+    time, one forward pass each."""
     device = next(model.parameters()).device
-    for start in range(0, len(records), batch_size):
-        batch_records = records[start:start + batch_size]
-        inputs = build_batch(processor, batch_records).to(device)
+    for start in range(0, len(order), batch_size):
+        positions = order[start:start + batch_size]
+        inputs = build_batch(processor, [records[p] for p in positions]).to(device)
         recorder.start_batch(inputs["attention_mask"])
         # The base model (no LM head): every state the similarity needs, none of the vocabulary projection.
         model.model(**inputs, use_cache=False)
-        yield batch_records, recorder.batch_results()
+        yield positions, recorder.batch_results()
 
 
 class ProgressLog:
@@ -280,34 +340,34 @@ class ProgressLog:
         self.handle = None
         self.last_flush = time.monotonic()
 
-    def start(self, settings: dict, empty_scores: dict, total: int) -> tuple[int, dict]:
-        """`(samples done, scores so far)`: an earlier run's with the same settings, else `(0, empty_scores)` and a
+    def start(self, settings: dict, empty_scores: dict, total: int) -> tuple[list[int], dict]:
+        """`(samples scored, scores so far)`: an earlier run's with the same settings, else `([], empty_scores)` and a
         new header. An earlier run with other settings is refused."""
         if self.out is None:
-            return 0, empty_scores
+            return [], empty_scores
         self.out.mkdir(parents=True, exist_ok=True)
         fingerprint = _fingerprint(settings)
         saved = load_progress(self.out)
-        done, scores = 0, empty_scores
+        scored, scores = [], empty_scores
         if saved is not None:
             if saved["fingerprint"] != fingerprint:
                 raise ValueError(
                     f"{self.out} holds a partial similarity run with other settings ({saved['settings']}); "
                     "pass --overwrite to start over, or choose another --output-dir."
                 )
-            done, scores = saved["done"], saved["scores"]
-            logger.info("resuming: %d of %d samples already scored", done, total)
+            scored, scores = saved["scored"], saved["scores"]
+            logger.info("resuming: %d of %d samples already scored", len(scored), total)
         else:
             (self.out / BATCHES_FILE).unlink(missing_ok=True)
             write_json_atomic(self.out / PROGRESS_FILE, {"fingerprint": fingerprint, "settings": settings}, indent=1)
         self.handle = open(self.out / BATCHES_FILE, "a")
         self.last_flush = time.monotonic()
-        return done, scores
+        return scored, scores
 
-    def append(self, batch_scores: dict, done: int) -> None:
+    def append(self, batch_scores: dict, done: int, positions: list[int]) -> None:
         if self.handle is None:
             return
-        self.handle.write(json.dumps({"done": done, "scores": batch_scores}) + "\n")
+        self.handle.write(json.dumps({"done": done, "positions": positions, "scores": batch_scores}) + "\n")
         if time.monotonic() - self.last_flush >= self.flush_seconds:
             self.flush()
 
@@ -419,8 +479,9 @@ def run_similarity(args) -> SimilarityResult:
     if distributed_info()[1] > 1:
         return _score_data_parallel(model, processor, samples, args, out, settings, names, device)
     logger.info("scoring %d of %d records (%s) on %s", len(samples), len(records), dataset_name, device)
+    lengths = record_lengths(processor, samples) if args.length_bucketing else None
     return compute_similarities(model, processor, samples, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
-                                output_dir=out, settings=settings, **names)
+                                output_dir=out, settings=settings, lengths=lengths, **names)
 
 
 def _prepare_output_dir(out: Path, overwrite: bool) -> None:
@@ -454,9 +515,10 @@ def _score_data_parallel(model, processor, samples: list[Record], args, out: Pat
     rank, world, _ = distributed_info()
     shard = samples[rank::world]
     logger.info("rank %d/%d: scoring %d of %d samples on %s", rank, world, len(shard), len(samples), device)
+    lengths = record_lengths(processor, shard) if args.length_bucketing else None
     part = compute_similarities(model, processor, shard, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
                                 output_dir=out / f"rank{rank}", settings=shard_settings(settings, rank, world),
-                                progress=rank == 0, finalize=False, **names)
+                                progress=rank == 0, finalize=False, lengths=lengths, **names)
     dist.barrier()
     result = part
     if rank == 0:

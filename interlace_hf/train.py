@@ -334,28 +334,24 @@ def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batc
     from trl.data_utils import prepare_multimodal_messages
 
     from .data import image_error, verified_image_size
+    from .processing import prompt_lengths
 
-    image_processor, tokenizer = processor.image_processor, processor.tokenizer
-    merge = image_processor.merge_size
-    size_kwargs = {"min_pixels": min_pixels, "max_pixels": max_pixels}
     raw = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
     lengths = []
     for start in range(0, len(raw), batch_size):
         batch = raw[start:start + batch_size]
-        texts, extra = [], []
+        texts, sizes = [], []
         for messages, images in zip(batch["messages"], batch["images"]):
             texts.append(processor.apply_chat_template(prepare_multimodal_messages(messages, images=images),
                                                        tokenize=False))
-            image_tokens = 0
+            sizes.append([])
             for image in images:
-                try:  # the file is checked whole, so a truncated image stops the run before the model loads
-                    width, height = verified_image_size(image)
+                try:  # each file is checked whole, so a truncated image stops the run before the model loads
+                    sizes[-1].append(verified_image_size(image))
                 except (OSError, SyntaxError) as err:  # missing, truncated or not an image (PIL raises both)
                     raise ValueError(image_error(image, err)) from None
-                image_tokens += image_processor.get_number_of_image_patches(height, width, size_kwargs) // merge**2 - 1
-            extra.append(image_tokens)  # each image's single placeholder token becomes this many more
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        lengths.extend(len(i) + n for i, n in zip(ids, extra))
+        lengths += prompt_lengths(processor, texts, sizes, min_pixels=min_pixels, max_pixels=max_pixels,
+                                  batch_size=batch_size)
     return lengths
 
 

@@ -6,6 +6,9 @@
   keeps every layer's hidden states), each measured in its own child process (CUDA: max allocated; CPU: peak RSS
   above the level before the pass, sampled every 0.2 ms).
 
+- with --padding: the share of padding in the batches of a FineVision-like length mix, in sample order vs with length
+  bucketing (what `interlace-hf similarity` does by default), at several batch sizes (no model: token counts only).
+
 - with --flush-cost: the cost of one flush of partial results against the number of samples scored so far, at the
   paper's scale (36 layers -> 105 blocks of 1-3 layers), today's append-only log vs re-serialising every score
   (what the pass did before): it must stay flat as the run grows.
@@ -13,6 +16,7 @@
 Usage:
     python scripts/bench_similarity.py                      # the tiny model, built on the fly
     python scripts/bench_similarity.py --flush-cost         # flush cost vs samples (no model)
+    python scripts/bench_similarity.py --padding            # padding with and without length bucketing (no model)
     python scripts/bench_similarity.py --model DIR --data calib.json --batch-size 4 --image-size 448
 """
 
@@ -103,12 +107,13 @@ def flush_cost(num_layers: int = 36, batch_size: int = 8, checkpoints=(1_000, 4_
             for k, per_block in batch.items():
                 for i, values in per_block.items():
                     scores[k][i].extend(values)
-            log.write(json.dumps({"done": done + batch_size, "scores": batch}) + "\n")
+            positions = list(range(done, done + batch_size))
+            log.write(json.dumps({"done": done + batch_size, "positions": positions, "scores": batch}) + "\n")
             done += batch_size
         log.flush()
         os.fsync(log.fileno())  # the earlier batches were flushed at earlier flushes
         start = time.perf_counter()
-        log.write(json.dumps({"done": done, "scores": batch}) + "\n")  # the batch since the last flush
+        log.write(json.dumps({"done": done, "positions": positions, "scores": batch}) + "\n")  # since the last flush
         log.flush()
         os.fsync(log.fileno())
         append_s = time.perf_counter() - start
@@ -117,6 +122,42 @@ def flush_cost(num_layers: int = 36, batch_size: int = 8, checkpoints=(1_000, 4_
         rewrite_s = time.perf_counter() - start
         print(f"{done:>8}  {append_s:>15.4f}  {rewrite_s:>12.3f}  {rewrite_s / append_s:>6.0f}x")
     log.close()
+
+
+def padding(num: int = 24_000, seed: int = 0, batch_sizes=(4, 8, 16, 32), max_pixels: int = 1024 * 1024) -> None:
+    """Padding of a length mix like FineVision's: image sides log-uniform in 224..1344 px with aspect ratios in
+    0.5..2, 0-3 images a sample (mostly 1), questions log-uniform in 16..512 tokens; image tokens as Qwen3-VL's
+    processor makes them (16 px patches, 2x2 merge, at most `max_pixels`). An approximation of the real mix, which
+    needs the dataset: `record_lengths` gives the real one."""
+    import math
+    import random
+
+    from interlace_hf.similarity import bucketed_order, padding_fraction
+    from interlace_hf.testing.tiny import build_tiny_processor
+
+    image_processor = build_tiny_processor().image_processor
+    size = {"patch_size": 16, "merge_size": 2, "min_pixels": 32 * 32 * 4, "max_pixels": max_pixels}
+    rng = random.Random(seed)
+
+    def log_uniform(low, high):
+        return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+    lengths = []
+    for _ in range(num):
+        tokens = int(log_uniform(16, 512)) + 20  # the question, and the chat template around it
+        for _ in range(rng.choices([0, 1, 2, 3], weights=[5, 80, 10, 5])[0]):
+            side, aspect = log_uniform(224, 1344), log_uniform(0.5, 2.0)
+            width, height = int(side * math.sqrt(aspect)), int(side / math.sqrt(aspect))
+            tokens += image_processor.get_number_of_image_patches(height, width, size) // 4
+        lengths.append(tokens)
+    ordered = sorted(lengths)
+    print(f"{num} samples: tokens median {ordered[num // 2]}, 10th-90th percentile {ordered[num // 10]}-"
+          f"{ordered[9 * num // 10]}, max {ordered[-1]} (max_pixels {max_pixels})")
+    print(f"{'batch':>5}  {'padding in sample order':>23}  {'bucketed':>8}  computed tokens, bucketed / in sample order")
+    in_order, bucketed = list(range(num)), bucketed_order(lengths)
+    for batch_size in batch_sizes:
+        plain, sorted_ = padding_fraction(lengths, in_order, batch_size), padding_fraction(lengths, bucketed, batch_size)
+        print(f"{batch_size:>5}  {100 * plain:>22.1f}%  {100 * sorted_:>7.1f}%  {(1 - plain) / (1 - sorted_):.2f}")
 
 
 def main() -> None:
@@ -132,10 +173,14 @@ def main() -> None:
     parser.add_argument("--num-layers", type=int, default=12, help="decoder layers of the built model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--flush-cost", action="store_true", help="only measure the flush cost vs samples")
+    parser.add_argument("--padding", action="store_true", help="only the padding with and without length bucketing")
     parser.add_argument("--child", choices=["similarity", "naive"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flush_cost:
         flush_cost()
+        return
+    if args.padding:
+        padding()
         return
     if args.device == "auto":
         import torch

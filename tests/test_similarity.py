@@ -14,9 +14,12 @@ from interlace_hf.similarity import (
     BATCHES_FILE,
     PROGRESS_FILE,
     SUMMARY_FILE,
+    bucketed_order,
     build_batch,
     compute_similarities,
     load_progress,
+    padding_fraction,
+    record_lengths,
     run_similarity,
 )
 
@@ -87,6 +90,43 @@ def test_batching_with_padding_matches_batch_size_1(model, tiny_processor, recor
     for k in one.scores:
         for i in one.scores[k]:
             assert four.scores[k][i] == pytest.approx(one.scores[k][i], abs=1e-4)
+
+
+def test_length_bucketing_keeps_every_score_and_cuts_padding(model, tiny_processor, tmp_path):
+    """A length mix (synthetic shapes 64 px, charts 128 px, words 128x64 px, questions of several lengths): batches of
+    similar length give each sample the score it gets alone, with less padding; an interrupted bucketed run resumes
+    to the same scores."""
+    from interlace_hf.datasets.synthetic import make_synthetic
+
+    records, _ = load_records(str(make_synthetic(tmp_path / "mix", num=12, seed=3)))
+    lengths = record_lengths(tiny_processor, records)
+    # counted from the text and the image sizes alone, equal to what the processor makes of each sample
+    assert lengths == [int(build_batch(tiny_processor, [r])["input_ids"].shape[1]) for r in records]
+    assert len(set(lengths)) >= 3
+    order = bucketed_order(lengths)
+    assert [lengths[p] for p in order] == sorted(lengths, reverse=True)
+    assert padding_fraction(lengths, order, 4) < padding_fraction(lengths, list(range(12)), 4)
+
+    one = compute_similarities(model, tiny_processor, records, batch_size=1, progress=False)
+    bucketed = compute_similarities(model, tiny_processor, records, batch_size=4, lengths=lengths, progress=False)
+    for k in one.scores:
+        for i in one.scores[k]:
+            assert bucketed.scores[k][i] == pytest.approx(one.scores[k][i], abs=1e-4)
+
+    class Interrupted(Exception):
+        pass
+
+    def stop(done):
+        raise Interrupted
+
+    common = dict(batch_size=4, lengths=lengths, output_dir=tmp_path / "run", settings={"seed": 3}, progress=False)
+    with pytest.raises(Interrupted):
+        compute_similarities(model, tiny_processor, records, on_batch_end=stop, **common)
+    assert sorted(load_progress(tmp_path / "run")["scored"]) == sorted(order[:4])  # the 4 longest went first
+    resumed = compute_similarities(model, tiny_processor, records, **common)
+    for k in one.scores:
+        for i in one.scores[k]:
+            assert resumed.scores[k][i] == pytest.approx(bucketed.scores[k][i], abs=1e-6)
 
 
 def test_resume_equals_uninterrupted(model, tiny_processor, records, tmp_path):
@@ -220,7 +260,7 @@ def test_data_parallel_pass_equals_one_process_and_resumes_a_killed_rank(tiny_mo
     import torch
 
     from interlace_hf.args import SimilarityArgs
-    from interlace_hf.similarity import run_settings, shard_settings
+    from interlace_hf.similarity import record_lengths, run_settings, shard_settings
 
     common = ["--model", str(tiny_model_dir), "--data", str(llava_json), "--sample-fraction", "1.0",
               "--batch-size", "2", "--seed", "5", "--dtype", "float32"]
@@ -245,7 +285,7 @@ def test_data_parallel_pass_equals_one_process_and_resumes_a_killed_rank(tiny_mo
         compute_similarities(model, tiny_processor, samples[1::2], batch_size=2, output_dir=parallel / "rank1",
                              model_name=tiny_model_dir.name, dataset_name=llava_json.stem, progress=False,
                              settings=shard_settings(run_settings(args, indices, torch.float32), 1, 2),
-                             finalize=False, on_batch_end=kill)
+                             finalize=False, on_batch_end=kill, lengths=record_lengths(tiny_processor, samples[1::2]))
     assert load_progress(parallel / "rank1")["done"] == 2
 
     with socket.socket() as sock:
