@@ -92,6 +92,9 @@ class SelectionArgs:
     calibration_samples: int | None = field(default=128, metadata={
         "help": "sleb: at most this many of the sampled records (SLEB's 128; each of its ~L^2/2 evaluations runs "
                 "the model on all of them); 0: no cap"})
+    sleb_max_pixels: int | None = field(default=448 * 448, metadata={
+        "help": "sleb: calibration images are resized to at most this many pixels (each of SLEB's ~L^2/2 evaluations "
+                "runs them all; 0: the processor's own limit)"})
     device: str = field(default="auto", metadata={"help": "sleb: device of the calibration (auto, cpu, cuda, cuda:N)"})
 
     @property
@@ -116,6 +119,9 @@ class SelectionArgs:
                 raise ValueError("--strategy sleb removes layers by calibration loss: it needs --model M and --data D.")
             if self.calibration_samples is not None and self.calibration_samples < 0:
                 raise ValueError(f"--calibration-samples must be >= 0 (0: no cap), got {self.calibration_samples}.")
+            if self.sleb_max_pixels and self.sleb_max_pixels < 32 * 32:
+                raise ValueError(f"--sleb-max-pixels must be at least {32 * 32} (one 32x32 merged patch) or 0 (the "
+                                 f"processor's limit), got {self.sleb_max_pixels}.")
         elif self.strategy != "random" and not (self.similarities or self.pack_paths):
             raise ValueError(
                 f"--strategy {self.strategy} needs similarity scores: pass --similarities DIR (from "

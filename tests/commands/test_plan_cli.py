@@ -104,6 +104,11 @@ def test_sleb_removes_the_layer_that_hurts_the_loss_least(tiny_model_dir, tiny_p
     for layer in range(1, 12):
         pruned = prune_model(copy.deepcopy(model), Plan.from_dropped(12, (layer,)))
         losses[layer] = calibration_loss(pruned, batches)
+    # The loss computed only at the labelled positions is the model's own loss (its logits at every position).
+    reference = [(float(model(**batch, use_cache=False).loss), int((batch["labels"][:, 1:] != -100).sum()))
+                 for batch in build_loss_batches(tiny_processor, records, batch_size=3)]
+    assert calibration_loss(model, build_loss_batches(tiny_processor, records, batch_size=3)) == pytest.approx(
+        sum(loss * n for loss, n in reference) / sum(n for _, n in reference), abs=1e-5)
     first = plan.metadata["removal_order"][0]
     assert first["dropped"] == min(losses, key=losses.get)
     assert first["loss"] == pytest.approx(losses[first["dropped"]], abs=1e-5)
@@ -128,6 +133,7 @@ def test_sleb_at_scale_caps_its_calibration_and_says_its_cost(tiny_model_dir, ti
     from interlace_hf.sleb import run_sleb
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    image_token = tiny_processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     args = SelectionArgs(strategy="sleb", num_drop=2, data=str(llava_json), sample_fraction=1.0, seed=3,
                          calibration_samples=3)
     args.validate_selection(str(tiny_model_dir))
@@ -145,5 +151,20 @@ def test_sleb_at_scale_caps_its_calibration_and_says_its_cost(tiny_model_dir, ti
     records = load_records(str(llava_json))[0]
     same = [records[i] for i in sample_indices(len(records), 1.0, 3)[:3]]
     assert plan.dropped_layers == select_sleb(model, tiny_processor, same, 2, progress=False).dropped_layers
+    # --sleb-max-pixels bounds the calibration images' resolution (the 64x64 images become 32x32: 4x fewer tokens)
+    lengths = {}
+    for max_pixels in (0, 32 * 32):
+        args.sleb_max_pixels, args.num_drop = max_pixels, 1
+        seen = []
+        handle = model.model.register_forward_hook(
+            lambda module, a, kw, out: seen.append(int((kw["input_ids"] == image_token).sum())), with_kwargs=True)
+        try:
+            run_sleb(args, model=model)
+        finally:
+            handle.remove()
+        lengths[max_pixels] = max(seen)
+    assert lengths[32 * 32] * 4 == lengths[0]
     with pytest.raises(ValueError, match="--calibration-samples must be >= 0"):
         SelectionArgs(strategy="sleb", num_drop=1, data="d", calibration_samples=-1).validate_selection("m")
+    with pytest.raises(ValueError, match="--sleb-max-pixels must be at least 1024"):
+        SelectionArgs(strategy="sleb", num_drop=1, data="d", sleb_max_pixels=100).validate_selection("m")
