@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,12 @@ class Record:
                 if isinstance(image, (str, Path)):
                     with Image.open(image) as opened:
                         out.append(opened.convert("RGB"))
-                elif isinstance(image, dict) and image.get("bytes") is not None:  # datasets Image(decode=False)
+                elif isinstance(image, dict):  # datasets' Image(decode=False): bytes, or a path
                     import io
 
-                    out.append(Image.open(io.BytesIO(image["bytes"])).convert("RGB"))
+                    source = io.BytesIO(image["bytes"]) if image.get("bytes") is not None else image["path"]
+                    with Image.open(source) as opened:
+                        out.append(opened.convert("RGB"))
                 else:
                     out.append(image.convert("RGB"))
             except OSError as err:  # missing, truncated or not an image (PIL's UnidentifiedImageError is an OSError)
@@ -132,7 +135,7 @@ def _llava_record(item: dict, base_dir: Path, index: int, source: str) -> Record
     return Record(images=resolved, turns=turns)
 
 
-def _finevision_record(row: dict, index: int, source: str) -> Record:
+def finevision_record(row: dict, index: int, source: str) -> Record:
     texts = row.get("texts")
     if not texts:
         raise ValueError(f"{source}: row {index} has no `texts`; expected FineVision-style rows (images + texts).")
@@ -180,9 +183,31 @@ def load_records(data: str, *, split: str = "train", subset: str | None = None,
             f"{flag} {data!r} has columns {dataset.column_names}; expected FineVision-style `images` + `texts` "
             "(or pass a LLaVA-style .json file)."
         )
-    records = [_finevision_record(row, i, data) for i, row in enumerate(dataset)]
     name = Path(data.rstrip("/")).name + (f"-{subset}" if subset else "")
-    return records, name
+    return DatasetRecords(dataset, data), name
+
+
+class DatasetRecords(Sequence):
+    """FineVision-style rows as `Record`s, read when accessed: sampling 24K of a dataset's rows reads only those, and
+    their images stay undecoded bytes until `Record.load_images` (datasets' `Image(decode=False)`)."""
+
+    def __init__(self, dataset, source: str):
+        import datasets
+
+        feature = dataset.features.get("images")
+        if isinstance(feature, datasets.List) and isinstance(feature.feature, datasets.Image) and feature.feature.decode:
+            dataset = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))  # no data rewritten
+        self.dataset, self.source = dataset, source
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        return finevision_record(self.dataset[int(index)], int(index), self.source)
 
 
 def _load_dataset(data: str, *, split: str, subset: str | None, flag: str = "--data"):

@@ -298,33 +298,58 @@ def load_for_training(train_args: TrainArgs, seed: int, attn_implementation: str
 
 
 def build_train_dataset(train_args: TrainArgs):
-    """A `datasets.Dataset` with `images` (list of images) and `messages` (the conversation) for TRL's collator."""
+    """A `datasets.Dataset` with `images` (list of images) and `messages` (the conversation) for TRL's collator.
+
+    From a dataset (FineVision-style rows), the images are not decoded or re-encoded here: the rows are mapped to
+    messages (an on-disk, memory-mapped dataset) and each image is decoded when the collator reads its batch.
+    """
     import datasets
 
-    from .data import load_records
+    from .data import DatasetRecords, load_records
 
     records, name = load_records(train_args.dataset, split=train_args.dataset_split, subset=train_args.dataset_subset,
                                  flag="--dataset")
-    if train_args.max_train_samples is not None:
-        records = records[: train_args.max_train_samples]
-    messages, images = [], []
-    for record in records:
-        turns = []
-        for user, assistant in record.turns:
-            turns.append({"role": "user", "content": user})
-            if assistant is not None:
-                turns.append({"role": "assistant", "content": assistant})
-        if turns[-1]["role"] != "assistant":
-            continue  # nothing to learn from a record without an answer
-        messages.append(turns)
-        images.append([str(i) if isinstance(i, (str, Path)) else i for i in record.images])
-    if not messages:
+    if isinstance(records, DatasetRecords):
+        dataset = _dataset_from_rows(records, train_args.max_train_samples)
+    else:
+        if train_args.max_train_samples is not None:
+            records = records[: train_args.max_train_samples]
+        kept = [(messages, record) for record in records if (messages := _messages(record)) is not None]
+        features = datasets.Features(
+            {"images": datasets.List(datasets.Image()),
+             "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})}
+        )
+        dataset = datasets.Dataset.from_dict(
+            {"images": [[str(i) if isinstance(i, (str, Path)) else i for i in r.images] for _, r in kept],
+             "messages": [m for m, _ in kept]}, features=features)
+    if len(dataset) == 0:
         raise ValueError(f"--dataset {train_args.dataset!r} has no record with an assistant answer to train on.")
-    features = datasets.Features(
-        {"images": datasets.List(datasets.Image()),
-         "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})}
-    )
-    return datasets.Dataset.from_dict({"images": images, "messages": messages}, features=features), name
+    return dataset, name
+
+
+def _messages(record) -> list[dict] | None:
+    """The record's conversation as chat messages; None when it ends without an answer (nothing to learn)."""
+    turns = []
+    for user, assistant in record.turns:
+        turns.append({"role": "user", "content": user})
+        if assistant is not None:
+            turns.append({"role": "assistant", "content": assistant})
+    return turns if turns and turns[-1]["role"] == "assistant" else None
+
+
+def _dataset_from_rows(records, limit: int | None):
+    import datasets
+
+    from .data import finevision_record
+
+    dataset = records.dataset
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    columns = [c for c in dataset.column_names if c != "images"]
+    dataset = dataset.map(lambda row: {"messages": _messages(finevision_record(row, 0, records.source)) or []},
+                          remove_columns=columns, desc="messages")
+    dataset = dataset.filter(lambda messages: len(messages) > 0, input_columns="messages", desc="answers")
+    return dataset.cast_column("images", datasets.List(datasets.Image()))  # decoded when a batch is read
 
 
 def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batch_size: int = 256) -> list[int]:

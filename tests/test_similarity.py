@@ -208,6 +208,19 @@ def test_finevision_style_dataset_directory(tiny_model_dir, tmp_path):
     records, name = load_records(str(tmp_path / "fv"))
     assert name == "fv" and [len(r.images) for r in records] == [1, 0, 2]
     assert records[0].prompt_messages()[0]["content"] == [{"type": "image"}, {"type": "text", "text": "What colour?"}]
+    # Lazy: a row is read when accessed, and its images stay encoded bytes until load_images.
+    stored = records[0].images[0]
+    assert isinstance(stored, dict) and stored["bytes"][:4] == b"\x89PNG"
+    assert records[-1].load_images()[0].size == (32, 64) and records[0].load_images()[0].getpixel((0, 0)) == (255, 0, 0)
+    # Training from the dataset: rows mapped to messages, images neither decoded nor re-encoded on the way
+    from interlace_hf.args import TrainArgs
+    from interlace_hf.train import build_train_dataset
+
+    train, _ = build_train_dataset(TrainArgs(model=str(tiny_model_dir), dataset=str(tmp_path / "fv")))
+    assert len(train) == 3 and train[2]["messages"][-1] == {"role": "assistant", "content": "yes"}
+    assert train[0]["images"][0].size == (64, 64)  # decoded when read
+    raw = train.cast_column("images", datasets.List(datasets.Image(decode=False)))
+    assert raw[2]["images"][1]["bytes"] == records.dataset[2]["images"][1]["bytes"]
     args = SimilarityArgs(model=str(tiny_model_dir), data=str(tmp_path / "fv"), output_dir=str(tmp_path / "sim"),
                           sample_fraction=1.0, batch_size=3)
     result = run_similarity(args)
