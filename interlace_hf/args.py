@@ -379,6 +379,7 @@ class VerifyArgs:
     image_size: int = field(default=224, metadata={"help": "side of the drawn test image in pixels"})
     new_tokens: int = field(default=8, metadata={"help": "greedy tokens to compare"})
     dtype: str = field(default="float32", metadata={"help": "dtype to compare in"})
+    device: str = field(default="cpu", metadata={"help": "where the models run, one at a time (cpu, auto, cuda, cuda:N)"})
 
 
 @dataclass

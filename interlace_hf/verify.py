@@ -31,18 +31,23 @@ class VerifyResult:
         return self.same_greedy_tokens and self.max_abs_logit_diff <= 1e-4
 
 
-def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: int = 8, dtype: str = "float32"):
-    """Load `base` and `pruned`, compare them on one image prompt, return a `VerifyResult`."""
+def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: int = 8, dtype: str = "float32",
+                  device: str = "cpu"):
+    """Compare `pruned` with `base` (its dropped layers bypassed) on one image prompt; return a `VerifyResult`.
+
+    One model is in memory at a time: the base runs first and its logits and greedy tokens are kept (on the CPU), then
+    it is freed and the pruned model runs. An 8B check in float32 needs one model's memory (~35 GB), not two.
+    """
+    import gc
     import json
     from pathlib import Path
 
-    from .checkpoint import load_model
+    from .checkpoint import read_model_config
     from .plan import Plan
     from .processing import load_processor
-    from .surgery import bypass_layers
+    from .utils.runtime import resolve_device
 
-    from .checkpoint import read_model_config
-
+    device = resolve_device(device)  # a CUDA device on a machine without one: refused before anything is loaded
     for path in (base, pruned):
         read_model_config(path)  # a wrong path or another model: named, before anything is loaded
     if not (Path(pruned) / "plan.json").is_file():
@@ -51,32 +56,42 @@ def verify_pruned(base: str, pruned: str, *, image_size: int = 224, new_tokens: 
     plan = Plan.load(Path(pruned))
     config = json.loads((Path(pruned) / "config.json").read_text())
     fmt = (config.get("interlace") or {}).get("format", "?")
-    fine_tuned = (Path(pruned) / "interlace_train.json").is_file()
-    base_model = load_model(base, dtype=dtype).eval()
-    pruned_model = load_model(pruned, dtype=dtype).eval()
-    if base_model.config.text_config.num_hidden_layers != plan.num_layers:
-        raise ValueError(
-            f"{pruned!r} was pruned from a {plan.num_layers}-layer model but {base!r} has "
-            f"{base_model.config.text_config.num_hidden_layers} layers; pass the dense base it was pruned from."
-        )
     processor = load_processor(pruned)
     inputs = sample_inputs(processor, image_size=image_size)
-    bypass_layers(base_model, plan.dropped_layers)
-    with torch.no_grad():
-        expected = base_model(**inputs).logits.float()
-        actual = pruned_model(**inputs).logits.float()
-    kwargs = dict(max_new_tokens=new_tokens, do_sample=False)
-    expected_tokens = base_model.generate(**inputs, **kwargs)
-    actual_tokens = pruned_model.generate(**inputs, **kwargs)
+    expected = _run(base, inputs, new_tokens, dtype, device, bypass=plan)
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    actual = _run(pruned, inputs, new_tokens, dtype, device)
     prompt_len = inputs["input_ids"].shape[1]
     return VerifyResult(
-        base_layers=base_model.config.text_config.num_hidden_layers,
-        pruned_layers=pruned_model.config.text_config.num_hidden_layers,
-        base_parameters=sum(p.numel() for p in base_model.parameters()),
-        pruned_parameters=sum(p.numel() for p in pruned_model.parameters()),
-        max_abs_logit_diff=float((expected - actual).abs().max()),
-        same_greedy_tokens=torch.equal(expected_tokens, actual_tokens),
-        pruned_answer=processor.batch_decode(actual_tokens[:, prompt_len:], skip_special_tokens=True)[0],
+        base_layers=expected["layers"],
+        pruned_layers=actual["layers"],
+        base_parameters=expected["parameters"],
+        pruned_parameters=actual["parameters"],
+        max_abs_logit_diff=float((expected["logits"] - actual["logits"]).abs().max()),
+        same_greedy_tokens=torch.equal(expected["tokens"], actual["tokens"]),
+        pruned_answer=processor.batch_decode(actual["tokens"][:, prompt_len:], skip_special_tokens=True)[0],
         format=fmt,
-        fine_tuned=fine_tuned,
+        fine_tuned=(Path(pruned) / "interlace_train.json").is_file(),
     )
+
+
+def _run(path: str, inputs: dict, new_tokens: int, dtype: str, device: str, bypass=None) -> dict:
+    """Load one model, run the prompt (logits, greedy tokens), and return the results on the CPU; the model goes."""
+    from .checkpoint import load_model
+    from .surgery import bypass_layers
+
+    model = load_model(path, dtype=dtype, device_map=device if device != "cpu" else None).eval()
+    layers = model.config.text_config.num_hidden_layers
+    if bypass is not None:
+        if layers != bypass.num_layers:
+            raise ValueError(f"the pruned checkpoint was pruned from a {bypass.num_layers}-layer model but {path!r} "
+                             f"has {layers} layers; pass the dense base it was pruned from.")
+        bypass_layers(model, bypass.dropped_layers)
+    on_device = {key: value.to(model.device) for key, value in inputs.items()}
+    with torch.no_grad():
+        logits = model(**on_device).logits.float().cpu()
+        tokens = model.generate(**on_device, max_new_tokens=new_tokens, do_sample=False).cpu()
+    return {"logits": logits, "tokens": tokens, "layers": layers,
+            "parameters": sum(p.numel() for p in model.parameters())}

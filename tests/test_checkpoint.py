@@ -266,7 +266,7 @@ def test_cli_help_does_not_import_torch():
     assert "prune" in result.stdout and "tiny" in result.stdout
 
 
-def test_cli_tiny_and_verify(tmp_path, capsys):
+def test_cli_tiny_and_verify(tmp_path, capsys, monkeypatch):
     tiny = tmp_path / "tiny"
     assert main(["tiny", str(tiny), "--num-layers", "6", "--seed", "3"]) == 0
     assert json.loads((tiny / "config.json").read_text())["text_config"]["num_hidden_layers"] == 6
@@ -278,6 +278,26 @@ def test_cli_tiny_and_verify(tmp_path, capsys):
     assert main(["verify", str(tiny), str(tmp_path / "p"), "--image-size", "64", "--new-tokens", "3"]) == 0
     out = capsys.readouterr().out
     assert "decoder layers:      6 -> 4" in out and "EXACT" in out
+    # One model in memory at a time: the base is gone before the pruned model is loaded.
+    import gc
+    import weakref
+
+    from interlace_hf import checkpoint
+
+    real_load, loaded = checkpoint.load_model, []
+
+    def load_and_track(*args, **kwargs):
+        gc.collect()
+        assert all(ref() is None for ref in loaded), "an earlier model is still in memory"
+        model = real_load(*args, **kwargs)
+        loaded.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(checkpoint, "load_model", load_and_track)
+    assert main(["verify", str(tiny), str(tmp_path / "p"), "--image-size", "64", "--new-tokens", "3",
+                 "--device", "cpu"]) == 0
+    monkeypatch.setattr(checkpoint, "load_model", real_load)
+    assert len(loaded) == 2 and "EXACT" in capsys.readouterr().out
     # A standard checkpoint forced where it is not exact is caught by verify.
     assert main(["prune", str(tiny), "--drop-layers", "1", "--format", "standard", "--force",
                  "--output-dir", str(tmp_path / "s")]) == 0

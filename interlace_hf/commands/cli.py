@@ -165,7 +165,7 @@ def _cmd_verify(ns: argparse.Namespace) -> int:
     from ..verify import verify_pruned
 
     result = verify_pruned(args.base, args.pruned, image_size=args.image_size, new_tokens=args.new_tokens,
-                           dtype=args.dtype)
+                           dtype=args.dtype, device=args.device)
     print(f"format:              {result.format}")
     print(f"decoder layers:      {result.base_layers} -> {result.pruned_layers}")
     print(f"parameters:          {result.base_parameters / 1e6:.2f}M -> {result.pruned_parameters / 1e6:.2f}M")
