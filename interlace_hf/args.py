@@ -340,6 +340,11 @@ class BenchArgs:
     compare_stock: bool = field(default=False, metadata={"help": "also time stock Qwen3-VL vs Interlace, same depth"})
     write_model_results: bool = field(default=False, metadata={"help": "write bench_results.json into pruned dirs"})
     output: str | None = field(default=None, metadata={"help": "results JSON"})
+    attn_implementation: str | None = field(default=None, metadata={
+        "choices": ["sdpa", "eager", "flash_attention_2"], "help": "attention kernel of every model (default: sdpa)"})
+    pairwise: bool = field(default=False, metadata={
+        "help": "checkpoints: keep the base and one pruned model in memory at a time (each timed against the base in "
+                "its own interleaved run)"})
 
 
 @dataclass

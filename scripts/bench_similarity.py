@@ -9,6 +9,10 @@
 - with --padding: the share of padding in the batches of a FineVision-like length mix, in sample order vs with length
   bucketing (what `interlace-hf similarity` does by default), at several batch sizes (no model: token counts only).
 
+- with --throughput CONFIG: the pass on a random-weight model of a shipped config (qwen3-vl-8b) or a config.json,
+  built on the device: samples/s over synthetic records, peak memory, and the projected time for the paper's 24K
+  samples (the GPU check runs it on the 8B shape in bf16).
+
 - with --flush-cost: the cost of one flush of partial results against the number of samples scored so far, at the
   paper's scale (36 layers -> 105 blocks of 1-3 layers), today's append-only log vs re-serialising every score
   (what the pass did before): it must stay flat as the run grows.
@@ -17,6 +21,7 @@ Usage:
     python scripts/bench_similarity.py                      # the tiny model, built on the fly
     python scripts/bench_similarity.py --flush-cost         # flush cost vs samples (no model)
     python scripts/bench_similarity.py --padding            # padding with and without length bucketing (no model)
+    python scripts/bench_similarity.py --throughput qwen3-vl-8b --records 256 --batch-size 8 --image-size 448
     python scripts/bench_similarity.py --model DIR --data calib.json --batch-size 4 --image-size 448
 """
 
@@ -160,6 +165,57 @@ def padding(num: int = 24_000, seed: int = 0, batch_sizes=(4, 8, 16, 32), max_pi
         print(f"{batch_size:>5}  {100 * plain:>22.1f}%  {100 * sorted_:>7.1f}%  {(1 - plain) / (1 - sorted_):.2f}")
 
 
+def throughput(config: str, records: int, batch_size: int, image_size: int, device: str, output: str | None,
+               dtype: str = "auto") -> dict:
+    """samples/s of `compute_similarities` (length bucketing on) on a random-weight model of `config`."""
+    import platform
+    from datetime import datetime, timezone
+
+    import torch
+
+    from interlace_hf.benchmark.models import build_random_qwen3_vl, load_config_dict, random_processor
+    from interlace_hf.data import load_records
+    from interlace_hf.similarity import compute_similarities, record_lengths
+    from interlace_hf.utils.fileio import write_json_atomic
+    from interlace_hf.utils.runtime import resolve_dtype
+    from interlace_hf.version import package_versions
+
+    processor, config_dict = random_processor(load_config_dict(config))
+    processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": image_size * image_size}
+    torch_dtype = resolve_dtype(dtype, device)
+    model = build_random_qwen3_vl(config_dict, device=device, dtype=torch_dtype)
+    data = _synthetic_calibration(Path(tempfile.mkdtemp(prefix="throughput-")), records, image_size)
+    samples = load_records(str(data))[0][:records]
+    lengths = record_lengths(processor, samples)
+    compute_similarities(model, processor, samples[:batch_size], batch_size=batch_size, progress=False)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    compute_similarities(model, processor, samples, batch_size=batch_size, lengths=lengths, progress=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    result = {
+        "config": config, "layers": config_dict["text_config"]["num_hidden_layers"], "records": len(samples),
+        "batch_size": batch_size, "image_size": image_size, "tokens_per_sample_median": sorted(lengths)[len(lengths) // 2],
+        "dtype": str(torch_dtype).removeprefix("torch."), "seconds": seconds, "samples_per_s": len(samples) / seconds,
+        "projected_hours_24k": 24_000 / (len(samples) / seconds) / 3600,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated() if device.startswith("cuda") else None,
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU {platform.machine()}",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": package_versions("torch", "transformers"),
+        "command": "python scripts/bench_similarity.py " + " ".join(sys.argv[1:]),
+    }
+    print(f"{config}: {len(samples)} samples x {image_size}px, batch {batch_size}, {result['dtype']} on "
+          f"{result['device']}: {result['samples_per_s']:.2f} samples/s ({seconds:.1f} s, one timed pass after a "
+          f"warm-up batch); 24K samples: {result['projected_hours_24k']:.2f} h"
+          + (f"; peak memory {result['peak_memory_bytes'] / 2**30:.1f} GiB" if result["peak_memory_bytes"] else ""))
+    if output:
+        write_json_atomic(Path(output), result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="Qwen3-VL directory (default: a 12-layer tiny model built on the fly)")
@@ -174,6 +230,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--flush-cost", action="store_true", help="only measure the flush cost vs samples")
     parser.add_argument("--padding", action="store_true", help="only the padding with and without length bucketing")
+    parser.add_argument("--throughput", metavar="CONFIG",
+                        help="samples/s on a random-weight model of a shipped config (qwen3-vl-8b) or a config.json")
+    parser.add_argument("--dtype", default="auto", help="--throughput: auto (bf16 on a GPU), float32, bfloat16")
+    parser.add_argument("--output", help="--throughput: results JSON")
     parser.add_argument("--child", choices=["similarity", "naive"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flush_cost:
@@ -188,6 +248,10 @@ def main() -> None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.child:
         child(args)
+        return
+    if args.throughput:
+        throughput(args.throughput, args.records, args.batch_size, args.image_size, args.device, args.output,
+                   args.dtype)
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-similarity-"))

@@ -6,6 +6,9 @@
 #                        fine-tune may not fit, which is then recorded)
 #   bench_train_4b.json  the same at the 4B shape (where full fine-tuning fits)
 #   bench_ttft_8b.json   `interlace-hf bench`: TTFT of the base and the 25% model, with --compare-stock
+#   bench_ttft_8b_1344.json  the same with a large prompt: a 1344 px image
+#   similarity_8b.json   the similarity pass on the 8B shape, bf16, 256 synthetic 448 px samples: samples/s, peak
+#                        memory, projected time for the paper's 24K samples
 #   gpu_check.log        everything printed
 #
 #   scripts/gpu_check.sh [OUT_DIR]               on the machine with the GPU
@@ -53,6 +56,11 @@ if [ "$SMOKE" = 1 ]; then
   "$PY" -m interlace_hf bench --random-weights --config "$WORK/tiny/config.json" base 25pc --compare-stock \
     --image-size 64 --new-tokens 2 --repeats 1 --warmup 0 --dtype float32 --device cpu \
     --output "$OUT_DIR/bench_ttft_tiny.json"
+  "$PY" -m interlace_hf bench --random-weights --config "$WORK/tiny/config.json" base 25pc \
+    --image-size 128 --new-tokens 2 --repeats 1 --warmup 0 --dtype float32 --device cpu \
+    --output "$OUT_DIR/bench_ttft_tiny_large.json"
+  "$PY" scripts/bench_similarity.py --throughput "$WORK/tiny/config.json" --records 8 --batch-size 4 --image-size 64 \
+    --device cpu --output "$OUT_DIR/similarity_tiny.json"
   rm -rf "$WORK"
 else
   "$PY" scripts/bench_train.py --config qwen3-vl-8b --dtype bfloat16 --image-size 448 --batch-size 4 --steps 5 \
@@ -63,5 +71,11 @@ else
   echo "elapsed: $(( $(date +%s) - start )) s"
   "$PY" -m interlace_hf bench --random-weights --config qwen3-vl-8b base 25pc --compare-stock \
     --image-size 448 --dtype bfloat16 --repeats 5 --output "$OUT_DIR/bench_ttft_8b.json"
+  echo "elapsed: $(( $(date +%s) - start )) s"
+  "$PY" -m interlace_hf bench --random-weights --config qwen3-vl-8b base 25pc \
+    --image-size 1344 --dtype bfloat16 --repeats 5 --output "$OUT_DIR/bench_ttft_8b_1344.json"
+  echo "elapsed: $(( $(date +%s) - start )) s"
+  "$PY" scripts/bench_similarity.py --throughput qwen3-vl-8b --records 256 --batch-size 8 --image-size 448 \
+    --dtype bfloat16 --output "$OUT_DIR/similarity_8b.json"
 fi
 echo "gpu_check: done in $(( $(date +%s) - start )) s; results in $OUT_DIR"

@@ -25,4 +25,8 @@ def test_gpu_check_cpu_smoke(tmp_path):
     assert {"torch", "transformers", "trl"} <= set(train["versions"]) and train["command"].startswith("python ")
     ttft = json.loads((out / "bench_ttft_tiny.json").read_text())
     assert [m["name"] for m in ttft["models"]][:2] == ["base", "25pc"] and "stock_vs_interlace" in ttft
+    large = json.loads((out / "bench_ttft_tiny_large.json").read_text())
+    assert large["prompt"]["image_tokens"] > ttft["prompt"]["image_tokens"]  # the large-prompt setting
+    similarity = json.loads((out / "similarity_tiny.json").read_text())
+    assert similarity["records"] == 8 and similarity["samples_per_s"] > 0 and similarity["projected_hours_24k"] > 0
     assert "gpu_check: done" in (out / "gpu_check.log").read_text()

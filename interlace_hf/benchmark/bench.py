@@ -34,7 +34,15 @@ from pathlib import Path
 
 from ..utils.fileio import write_json_atomic
 from ..utils.runtime import resolve_dtype
-from .measure import device_name, measure_models, run_versions, safe_ratio, torch_device_of, validate_settings
+from .measure import (
+    check_attn_implementation,
+    device_name,
+    measure_models,
+    run_versions,
+    safe_ratio,
+    torch_device_of,
+    validate_settings,
+)
 from .models import (
     build_random_qwen3_vl,
     check_memory_for,
@@ -77,6 +85,8 @@ def run_bench(
     compare_stock: bool = False,
     write_model_results: bool = False,
     command: str | None = None,
+    attn_implementation: str | None = None,
+    pairwise: bool = False,
 ) -> dict:
     """Measure a base Qwen3-VL and its pruned versions in one run (see the module docstring for what and how).
 
@@ -103,19 +113,29 @@ def run_bench(
             directory after the first model. Off by default: a benchmark does not change checkpoints unless asked,
             and the card's "x faster" line is only right when `models[0]` is the base the checkpoint was pruned from.
         command: the command line to record; default: the equivalent `interlace-hf bench ...` line.
+        attn_implementation: the attention kernel of every model (`sdpa`, `eager`, `flash_attention_2`); default:
+            transformers' choice (sdpa).
+        pairwise: checkpoints only: keep the base and one pruned model in memory at a time. Each pruned model is timed
+            against the base in its own interleaved run, and its speed-ups are against that run's base (for 8B
+            checkpoints on an 80 GB GPU: base + one variant, not base + four).
 
     Returns:
         The results dict that is also written to `output` (see docs/benchmarks.md for the fields).
     """
     validate_settings(image_size, prompt_tokens, new_tokens, repeats, warmup, dtype)
+    check_attn_implementation(attn_implementation)
     models = [str(m) for m in (models or [])]
     plans = [str(p) for p in (plans or [])]
     _check_flags(config, plans, random_weights, write_model_results)
+    if pairwise and random_weights:
+        raise ValueError("--pairwise keeps two checkpoints in memory at a time; --random-weights variants share the "
+                         "base's weights already (memory for one model). Drop --pairwise.")
     if command is None:
         command = bench_command(models + plans, image_size=image_size, prompt_tokens=prompt_tokens,
                                 new_tokens=new_tokens, repeats=repeats, warmup=warmup, dtype=dtype, device=device,
                                 random_weights=random_weights, config=config, output=output,
-                                compare_stock=compare_stock, write_model_results=write_model_results)
+                                compare_stock=compare_stock, write_model_results=write_model_results,
+                                attn_implementation=attn_implementation, pairwise=pairwise)
     # Everything that can be refused from the arguments and config files is, before a weight is built or loaded.
     if random_weights:
         if config is None:
@@ -138,14 +158,21 @@ def run_bench(
         register()
         processor = load_processor(models[0])
     inputs, prompt = build_prompt(processor, image_size, prompt_tokens, base_config["vision_config"])
+    common = dict(new_tokens=new_tokens, repeats=repeats, warmup=warmup, device=torch_device)
     if random_weights:
-        loaded, sources = _random_weight_models(base_config, variants, str(config), torch_device, dtype)
+        loaded, sources = _random_weight_models(base_config, variants, str(config), torch_device, dtype,
+                                                attn_implementation)
+        rows = measure_models(loaded, inputs, processor.tokenizer, **common)
+        results_models = _model_results(_described(loaded, sources), rows, prompt, image_size)
+        del loaded, rows
+    elif pairwise and len(models) > 2:
+        results_models = _measure_pairwise(models, inputs, processor.tokenizer, prompt, image_size, dtype,
+                                           attn_implementation, **common)
     else:
-        loaded, sources = _checkpoint_models(models, torch_device, dtype)
-    rows = measure_models(loaded, inputs, processor.tokenizer, new_tokens=new_tokens, repeats=repeats, warmup=warmup,
-                          device=torch_device)
-    results_models = _model_results(loaded, sources, rows, prompt, image_size)
-    del loaded, rows
+        loaded, sources = _checkpoint_models(models, torch_device, dtype, attn_implementation)
+        rows = measure_models(loaded, inputs, processor.tokenizer, **common)
+        results_models = _model_results(_described(loaded, sources), rows, prompt, image_size)
+        del loaded, rows
     gc.collect()
     dtypes = sorted({row["dtype"] for row in results_models})
     if len(dtypes) > 1:
@@ -161,7 +188,8 @@ def run_bench(
         "versions": run_versions(torch_device),
         "settings": {"image_size": image_size, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
                      "repeats": repeats, "warmup": warmup, "random_weights": random_weights,
-                     "config": str(config) if random_weights else None, "compare_stock": compare_stock},
+                     "config": str(config) if random_weights else None, "compare_stock": compare_stock,
+                     "attn_implementation": attn_implementation, "pairwise": pairwise and len(results_models) > 2},
         "prompt": prompt,
         "models": results_models,
         "ideal_speedups": {row["name"]: row["ideal_speedup"] for row in results_models},
@@ -213,39 +241,73 @@ def _check_checkpoint_list(models: list[str], write_model_results: bool, compare
     return configs[0]
 
 
-def _random_weight_models(base_config: dict, variants, config_name: str, torch_device, dtype: str):
+def _random_weight_models(base_config: dict, variants, config_name: str, torch_device, dtype: str,
+                          attn_implementation: str | None = None):
     """The base built with random weights on the device, and each variant pruned from a copy sharing its weights."""
     from ..surgery import prune_model
 
     torch_dtype = resolve_dtype(dtype, str(torch_device))
     check_memory_for(base_config, torch_dtype, torch_device)
-    base = build_random_qwen3_vl(base_config, device=torch_device, dtype=torch_dtype)
+    base = build_random_qwen3_vl(base_config, device=torch_device, dtype=torch_dtype,
+                                 attn_implementation=attn_implementation)
     loaded = [(name, base if plan is None else prune_model(shared_weight_copy(base), plan, base_model=config_name))
               for name, plan in variants]
     sources = [config_name if plan is None else f"{config_name} pruned by {plan.describe()}" for _, plan in variants]
     return loaded, sources
 
 
-def _checkpoint_models(models: list[str], torch_device, dtype: str):
+def _checkpoint_models(models: list[str], torch_device, dtype: str, attn_implementation: str | None = None):
+    return [(m, _load_checkpoint(m, torch_device, dtype, attn_implementation)) for m in models], list(models)
+
+
+def _load_checkpoint(model: str, torch_device, dtype: str, attn_implementation: str | None):
     from ..checkpoint import load_model
 
     device_map = str(torch_device) if torch_device.type == "cuda" else None
-    return [(m, load_model(m, dtype=dtype, device_map=device_map).eval()) for m in models], list(models)
+    return load_model(model, dtype=dtype, device_map=device_map, attn_implementation=attn_implementation).eval()
 
 
-def _model_results(loaded, sources, rows, prompt: dict, image_size: int) -> list[dict]:
+def _measure_pairwise(models: list[str], inputs, tokenizer, prompt: dict, image_size: int, dtype: str,
+                      attn_implementation: str | None, *, device, **measure) -> list[dict]:
+    """The base and one pruned checkpoint in memory at a time: one interleaved run per pruned model. The base row
+    holds the first run's samples; each pruned row's speed-ups (and `pair_base`) are against its own run's base."""
+    base = _load_checkpoint(models[0], device, dtype, attn_implementation)
+    results = None
+    for model_name in models[1:]:
+        variant = _load_checkpoint(model_name, device, dtype, attn_implementation)
+        loaded = [(models[0], base), (model_name, variant)]
+        pair = _model_results(_described(loaded, [models[0], model_name]), measure_models(
+            loaded, inputs, tokenizer, device=device, **measure), prompt, image_size)
+        pair[1]["pair_base"] = {key: pair[0][key] for key in ("ttft_ms", "prefill_ms", "decode_tokens_per_s")}
+        results = [pair[0]] if results is None else results
+        results.append(pair[1])
+        del variant, loaded
+        gc.collect()
+        if device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+    return results
+
+
+def _described(loaded, sources) -> list[tuple[str, str, dict, dict]]:
+    """(name, source, what the model is, its config) of each loaded model: what the results keep of it."""
+    return [(name, source, model_row(model), model.config.to_dict()) for (name, model), source in zip(loaded, sources)]
+
+
+def _model_results(described, rows, prompt: dict, image_size: int) -> list[dict]:
     """One row per model: what it is, what was measured, its counted FLOPs, and its speed-ups against the first."""
     from .flops import prefill_flops
 
     base_flops = None
     results = []
-    for (name, model), source, row in zip(loaded, sources, rows):
-        flops = prefill_flops(model.config.to_dict(), prompt["text_tokens"], image_size)
+    for (name, source, description, config), row in zip(described, rows):
+        flops = prefill_flops(config, prompt["text_tokens"], image_size)
         if flops["image_tokens"] != prompt["image_tokens"]:
             logger.warning("the processor made %d image tokens, the FLOP count assumes %d",
                            prompt["image_tokens"], flops["image_tokens"])
         base_flops = base_flops or flops["total"]
-        results.append({"name": name, "source": source, **model_row(model), **row,
+        results.append({"name": name, "source": source, **description, **row,
                         "prefill_flops": flops["total"], "ideal_speedup": base_flops / flops["total"]})
     base = results[0]
     for row in results:

@@ -214,6 +214,23 @@ def measure_models(models: list[tuple[str, Any]], inputs: dict, tokenizer, *, ne
     return results
 
 
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+
+
+def check_attn_implementation(name: str | None) -> None:
+    """Refuse an attention kernel transformers cannot use here, before any model is built."""
+    if name is None:
+        return
+    if name not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"--attn-implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {name!r}.")
+    if name == "flash_attention_2":
+        from transformers.utils import is_flash_attn_2_available
+
+        if not is_flash_attn_2_available():
+            raise ValueError("--attn-implementation flash_attention_2 needs the flash-attn package and a CUDA GPU it "
+                             "supports (`pip install flash-attn --no-build-isolation`); use sdpa (the default) or eager.")
+
+
 def validate_settings(image_size, prompt_tokens, new_tokens, repeats, warmup, dtype) -> None:
     for name, flag, value, low in (
         ("image_size", "--image-size", image_size, 32),

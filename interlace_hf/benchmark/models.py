@@ -175,7 +175,7 @@ def check_memory_for(config: dict, dtype, device) -> None:
             "(qwen3-vl-4b), or a machine with more memory.")
 
 
-def build_random_qwen3_vl(config: dict, *, device, dtype, seed: int = 0):
+def build_random_qwen3_vl(config: dict, *, device, dtype, seed: int = 0, attn_implementation: str | None = None):
     """A stock `Qwen3VLForConditionalGeneration` with random weights, built directly on `device` in `dtype`."""
     import torch
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
@@ -188,7 +188,8 @@ def build_random_qwen3_vl(config: dict, *, device, dtype, seed: int = 0):
     hf_config = Qwen3VLConfig.from_dict(copy.deepcopy(config))
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration._from_config(hf_config, dtype=dtype)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = Qwen3VLForConditionalGeneration._from_config(hf_config, dtype=dtype, **extra)
     return model.eval()
 
 

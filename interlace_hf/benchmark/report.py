@@ -30,9 +30,11 @@ def bench_command(models: list[str], **settings) -> str:
 
 
 def write_bench_results(model_dir: str | os.PathLike, base_row: dict, row: dict, results: dict) -> Path:
-    """Write a pruned checkpoint's `bench_results.json`: what its model card shows (`card.py`), plus the details."""
+    """Write a pruned checkpoint's `bench_results.json`: what its model card shows (`card.py`), plus the details.
+    With `--pairwise`, the base numbers are those of the run the checkpoint was timed in."""
     from ..card import speedup_claim
 
+    base_row = {**base_row, **row.get("pair_base", {})}
     record = {
         "base_ttft_ms": base_row["ttft_ms"]["median"],
         "ttft_ms": row["ttft_ms"]["median"],
@@ -75,16 +77,20 @@ def _ttft_speedup_cell(base_samples: list, row: dict) -> str:
     return f"{claim['median']:.2f}x ({claim['low']:.2f}-{claim['high']:.2f})"
 
 
+def _base_ttft(results: dict, row: dict) -> list:
+    """The base TTFT samples a model's speed-up is against: its own run's base with --pairwise, else the first model's."""
+    return row.get("pair_base", results["models"][0])["ttft_ms"]["samples"]
+
+
 def format_bench_table(results: dict) -> str:
     """The results as a text table: medians, and each model's speed-up against the first (measured and ideal)."""
     header = ("model", "layers", "params", "TTFT ms", "speed-up", "prefill ms", "speed-up", "ideal", "decode tok/s",
               "speed-up", "peak mem")
     rows = [header]
-    base_ttft = results["models"][0]["ttft_ms"]["samples"]
     for row in results["models"]:
         rows.append((
             row["name"], str(row["layers"]), format_parameters(row["parameters"]),
-            f"{row['ttft_ms']['median']:.1f}", _ttft_speedup_cell(base_ttft, row),
+            f"{row['ttft_ms']['median']:.1f}", _ttft_speedup_cell(_base_ttft(results, row), row),
             f"{row['prefill_ms']['median']:.1f}", f"{row['speedup']['prefill']:.2f}x", f"{row['ideal_speedup']:.2f}x",
             _fmt(row["decode_tokens_per_s"]["median"], "{:.1f}"), _fmt(row["speedup"]["decode"], "{:.2f}x"),
             format_bytes(row.get("peak_memory_bytes")),
@@ -98,7 +104,10 @@ def format_bench_table(results: dict) -> str:
     lines.append(f"{results['device']}, {results['dtype']}; prompt: {prompt['image_size']}px image "
                  f"({prompt['image_tokens']} tokens) + {prompt['text_tokens']} text tokens; {settings['new_tokens']} "
                  f"new tokens; medians of {settings['repeats']} interleaved rounds after {settings['warmup']} warm-up")
-    if any("noisy" in _ttft_speedup_cell(results["models"][0]["ttft_ms"]["samples"], row) for row in results["models"]):
+    if settings.get("pairwise"):
+        lines.append("pairwise: each pruned model was timed against the base in its own interleaved run (base + one "
+                     "model in memory); its speed-ups are against that run's base, the base row shows the first run")
+    if any("noisy" in _ttft_speedup_cell(_base_ttft(results, row), row) for row in results["models"]):
         lines.append("noisy: fewer than 3 rounds, or a model's TTFT (or the per-round ratio) varied more than 1.25x; "
                      "such a speed-up is not a measurement to quote (rerun with more --repeats / --warmup on an idle "
                      "machine)")

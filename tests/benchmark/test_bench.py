@@ -102,6 +102,42 @@ def test_bench_writes_no_model_results_unless_asked(tiny_model_dir, pruned_dir, 
 
 
 # --- random weights ---------------------------------------------------------------------------------------------------
+def test_pairwise_holds_the_base_and_one_pruned_model_at_a_time(tiny_model_dir, pruned_dir, tmp_path, monkeypatch):
+    """--pairwise: each pruned checkpoint is timed against the base in its own run, with only those two in memory;
+    its speed-up is against that run's base. The attention kernel asked for is the one every model runs."""
+    import gc
+    import shutil
+    import weakref
+
+    from interlace_hf.benchmark import bench
+    from interlace_hf.benchmark.report import format_bench_table
+
+    second = tmp_path / "tiny-pruned-2"
+    shutil.copytree(pruned_dir, second)
+    real_load, alive = bench._load_checkpoint, []
+
+    def load_and_count(*args, **kwargs):
+        gc.collect()
+        alive[:] = [ref for ref in alive if ref() is not None]
+        assert len(alive) <= 1, "more than the base and one pruned model in memory"
+        model = real_load(*args, **kwargs)
+        alive.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr(bench, "_load_checkpoint", load_and_count)
+    results = run_bench([str(tiny_model_dir), str(pruned_dir), str(second)], pairwise=True,
+                        attn_implementation="eager", **SMALL)
+    base, first, other = results["models"]
+    assert results["settings"]["pairwise"] and len(first["ttft_ms"]["samples"]) == SMALL["repeats"]
+    for row in (first, other):
+        pair_base = row["pair_base"]["ttft_ms"]
+        assert row["speedup"]["ttft"] == pytest.approx(pair_base["median"] / row["ttft_ms"]["median"])
+        assert row["attn_implementation"]["text"] == "eager"
+    assert first["pair_base"]["ttft_ms"]["samples"] == base["ttft_ms"]["samples"]  # the first run's base is shown
+    assert "pairwise: each pruned model was timed against the base in its own interleaved run" in format_bench_table(
+        results)
+
+
 def test_bench_random_weights_small_config(tiny_config_json, tmp_path):
     from interlace_hf.plan import Plan
 
@@ -274,6 +310,9 @@ def test_model_that_is_not_qwen3_vl(tmp_path, tiny_model_dir):
     ({"dtype": "int8"}, r"--dtype must be one of auto, float32, bfloat16, float16"),
     ({"device": "tpu"}, r"--device must be auto, cpu, cuda, cuda:N or mps"),
     ({"config": "qwen3-vl-8b"}, r"--config names the model to build with random weights; pass --random-weights"),
+    ({"attn_implementation": "paged"}, r"--attn-implementation must be one of sdpa, eager, flash_attention_2"),
+    ({"attn_implementation": "flash_attention_2"}, r"needs the flash-attn package"),  # not installed on a CPU
+    ({"random_weights": True, "config": "qwen3-vl-8b", "pairwise": True}, r"--pairwise keeps two checkpoints"),
 ])
 def test_bad_settings(tiny_model_dir, kwargs, match):
     with pytest.raises(ValueError, match=match):
