@@ -471,15 +471,17 @@ def run_similarity(args) -> SimilarityResult:
     indices = sample_indices(len(records), args.sample_fraction, args.seed)
     samples = [records[i] for i in indices]
     check_images(samples, indices=indices)  # a broken image stops the run now, not in the middle of the pass
+    processor = load_processor(args.model)
+    rank, world, _ = distributed_info()
+    # each rank counts its own share; an embedded image that cannot be read is named here, before the model loads
+    lengths = record_lengths(processor, samples[rank::world]) if args.length_bucketing else None
     dtype = resolve_dtype(args.dtype, device)
     model = load_model(args.model, dtype=dtype, device_map=device if device != "cpu" else None)
-    processor = load_processor(args.model)
     names = {"model_name": Path(args.model.rstrip("/")).name, "dataset_name": dataset_name}
     settings = run_settings(args, indices, dtype)
-    if distributed_info()[1] > 1:
-        return _score_data_parallel(model, processor, samples, args, out, settings, names, device)
+    if world > 1:
+        return _score_data_parallel(model, processor, samples, lengths, args, out, settings, names, device)
     logger.info("scoring %d of %d records (%s) on %s", len(samples), len(records), dataset_name, device)
-    lengths = record_lengths(processor, samples) if args.length_bucketing else None
     return compute_similarities(model, processor, samples, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
                                 output_dir=out, settings=settings, lengths=lengths, **names)
 
@@ -506,8 +508,8 @@ def _prepare_output_dir(out: Path, overwrite: bool) -> None:
         dist.barrier()  # every rank has checked the directory before any writes into it
 
 
-def _score_data_parallel(model, processor, samples: list[Record], args, out: Path, settings: dict, names: dict,
-                         device: str) -> SimilarityResult:
+def _score_data_parallel(model, processor, samples: list[Record], lengths: list[int] | None, args, out: Path,
+                         settings: dict, names: dict, device: str) -> SimilarityResult:
     """Rank r scores samples r, r + W, ...; each keeps its own progress log (a rerun resumes each shard); rank 0
     merges them into the files one process would write."""
     import torch.distributed as dist
@@ -515,7 +517,6 @@ def _score_data_parallel(model, processor, samples: list[Record], args, out: Pat
     rank, world, _ = distributed_info()
     shard = samples[rank::world]
     logger.info("rank %d/%d: scoring %d of %d samples on %s", rank, world, len(shard), len(samples), device)
-    lengths = record_lengths(processor, shard) if args.length_bucketing else None
     part = compute_similarities(model, processor, shard, pack_sizes=args.pack_sizes, batch_size=args.batch_size,
                                 output_dir=out / f"rank{rank}", settings=shard_settings(settings, rank, world),
                                 progress=rank == 0, finalize=False, lengths=lengths, **names)
