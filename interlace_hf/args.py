@@ -264,6 +264,9 @@ class TrainArgs:
     dataset_split: str = field(default="train", metadata={"help": "dataset split",
                                                           "aliases": ["--dataset_train_split"]})
     max_train_samples: int | None = field(default=None, metadata={"help": "use only the first N records"})
+    teacher: str | None = field(default=None, metadata={
+        "help": "distil from this dense model (directory or Hub id; `base`: the base_model the pruned checkpoint "
+                "records); weights: --distill_alpha, --distill_hidden"})
     dtype: str = field(default="auto", metadata={
         "choices": ["auto", "bfloat16", "float16", "float32"],
         "help": "dtype of the weights at load (auto: the checkpoint's); what trains is held in fp32 either way"})

@@ -54,6 +54,7 @@ class CardContext:
     versions: dict[str, str] = field(default_factory=lambda: {"interlace-hf": __version__})
     extra_tags: list[str] = field(default_factory=list)
     inexact_reason: str | None = None  # a `standard` checkpoint written with --force: not the pruned model
+    distillation: dict | None = None  # {"teacher", "kl_weight", "temperature", "hidden_weight"} when distilled
 
 
 # A measured speed-up is quoted only when each model's samples stay within this max/min ratio, over at least
@@ -228,6 +229,7 @@ def render_model_card(ctx: CardContext) -> str:
         usage=_usage(ctx),
         format=ctx.checkpoint_format,
         inexact_reason=ctx.inexact_reason,
+        distillation=ctx.distillation,
         deepstack_dropped=[i for i in ctx.plan.dropped_layers if i < 3],
         recipe=ctx.recipe.strip() if ctx.recipe else None,
         plan_json=ctx.plan.to_json().strip(),
@@ -278,6 +280,7 @@ def card_context_from_checkpoint(directory: str | Path, *, model_name: str | Non
         versions=versions,
         extra_tags=list(extra_tags or []),
         inexact_reason=block.get("inexact_reason") if block.get("exact") is False else None,
+        distillation=(json.loads(train_info.read_text()).get("distillation") if train_info.is_file() else None),
     )
 
 

@@ -265,6 +265,26 @@ def model_init_options(train_args: TrainArgs, model_init_kwargs) -> dict:
     return {"attn_implementation": kwargs.get("attn_implementation")}
 
 
+def resolve_teacher(train_args: TrainArgs) -> str | None:
+    """The dense model to distil from: `--teacher PATH_OR_ID`, or `base` for the base_model the pruned checkpoint
+    records in its config. Checked (a Qwen3-VL, not itself pruned) before any weight is loaded."""
+    from .checkpoint import read_model_config
+
+    if not train_args.teacher:
+        return None
+    teacher = train_args.teacher
+    if teacher == "base":
+        block = read_model_config(train_args.model, train_args.revision).get("interlace") or {}
+        teacher = block.get("base_model") or (train_args.model if not block else None)
+        if not teacher:
+            raise ValueError(f"--teacher base: {train_args.model!r} records no base_model; pass the dense model's "
+                             "directory or Hub id as --teacher.")
+    if read_model_config(teacher).get("interlace"):
+        raise ValueError(f"--teacher {teacher!r} is itself a pruned checkpoint; distil from the dense model it was "
+                         "pruned from.")
+    return teacher
+
+
 def load_for_training(train_args: TrainArgs, seed: int, attn_implementation: str | None = None):
     """The pruned model and its plan: a pruned checkpoint as is, or a base model pruned in memory first."""
     from .checkpoint import load_model
@@ -460,7 +480,14 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
     processor_source = resolve_checkpoint(train_args.model, train_args.revision, files_only=True)
     dataset, _, _ = drop_long_samples(dataset, processor, sft_config.max_length, min_pixels=sft_config.min_pixels,
                                       max_pixels=sft_config.max_pixels)
+    teacher_path = resolve_teacher(train_args)  # checked before any weight is loaded
     model, plan = load_for_training(train_args, sft_config.seed, init["attn_implementation"])
+    teacher = None
+    if teacher_path is not None:
+        from .checkpoint import load_model
+
+        teacher = load_model(teacher_path, dtype=str(model.dtype).removeprefix("torch."),
+                             attn_implementation=init["attn_implementation"])
     text = recipe_text(recipe, source)
     with sft_config.main_process_first(desc="output directory", local=False):
         if sft_config.should_save:
@@ -471,7 +498,8 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
     trainer = InterlaceSFTTrainer(model, plan, args=sft_config, train_dataset=dataset,
                                   processing_class=_training_processor(processor, sft_config.min_pixels,
                                                                        sft_config.max_pixels),
-                                  processor_source=processor_source, provenance={RECIPE_FILE: text})
+                                  processor_source=processor_source, provenance={RECIPE_FILE: text},
+                                  teacher_model=teacher)
     resume = sft_config.resume_from_checkpoint
     if resume is None and state == "resume":
         resume = get_last_checkpoint(str(output_dir))  # an interrupted run continues where it stopped
@@ -483,7 +511,12 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
         shutil.rmtree(staging)  # left by a run killed while saving
     trainer.save_model(str(staging))  # every rank: DeepSpeed gathers the shards
     if sft_config.should_save:
-        (staging / TRAIN_INFO_FILE).write_text(json.dumps(dataclasses.asdict(train_args), indent=2))
+        info = dataclasses.asdict(train_args)
+        if teacher is not None:  # what the card says of the distillation
+            info["distillation"] = {"teacher": teacher_path, "kl_weight": sft_config.distill_alpha,
+                                    "temperature": sft_config.distill_temperature,
+                                    "hidden_weight": sft_config.distill_hidden}
+        (staging / TRAIN_INFO_FILE).write_text(json.dumps(info, indent=2))
         trainer.write_card(staging, model_name=sft_config.hub_model_id or output_dir.name,
                            dataset_name=dataset_name)
         _move_into(staging, output_dir, last=TRAIN_INFO_FILE)

@@ -88,12 +88,22 @@ class InterlaceSFTConfig(SFTConfig):
     tune_lm_head: bool = field(default=False, metadata={"help": "also train lm_head"})
     max_pixels: int = field(default=50176, metadata={"help": "max image pixels for the processor (paper: 50176)"})
     min_pixels: int = field(default=784, metadata={"help": "min image pixels for the processor (paper: 784)"})
+    distill_alpha: float = field(default=1.0, metadata={
+        "help": "with a teacher: weight of the KL divergence from the teacher's next-token distribution on the answer "
+                "tokens (provisional default, not yet measured on the testbed)"})
+    distill_temperature: float = field(default=1.0, metadata={"help": "with a teacher: softmax temperature of the KL"})
+    distill_hidden: float = field(default=0.0, metadata={
+        "help": "with a teacher: weight of the hidden-state loss (1 - cosine) after each tuned layer, against the "
+                "teacher's state at the same point of the dense stack"})
 
     def __post_init__(self):
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"--max_length must be >= 1 (or None to keep every sample), got {self.max_length}.")
         if self.bf16 is None:
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if self.distill_alpha < 0 or self.distill_hidden < 0 or self.distill_temperature <= 0:
+            raise ValueError(f"--distill_alpha ({self.distill_alpha}) and --distill_hidden ({self.distill_hidden}) must "
+                             f"be >= 0 and --distill_temperature ({self.distill_temperature}) > 0.")
         if self.min_pixels < 1 or self.max_pixels < self.min_pixels:
             raise ValueError(
                 f"--min-pixels ({self.min_pixels}) must be >= 1 and <= --max-pixels ({self.max_pixels})."
@@ -293,6 +303,74 @@ def resolve_checkpointing_kwargs(requested: dict | None, zero3: bool) -> dict:
     return kwargs
 
 
+# ---- distillation from the dense model ------------------------------------------------------------------------------
+
+def hidden_match_points(plan: Plan, kept: list[int]) -> list[tuple[int, int | None]]:
+    """Where the student's hidden state is matched to the teacher's: for each tuned layer at position `p` of the
+    pruned stack, the input of the next kept layer (position `p + 1`) against the teacher's input of that same
+    original layer, `kept[p + 1]`. The tuned layer must stand in for the dropped layers between it and the next kept
+    one, so the point to match is where the dense stack has run them too. After the last kept layer, `None`: the
+    final (normed) states are matched.
+
+    Returns:
+        `(student position, teacher original layer)` pairs; the position is that of the layer whose input is taken.
+    """
+    points = []
+    for original in plan.tuned_layers:
+        p = kept.index(original)
+        points.append((p + 1, kept[p + 1]) if p + 1 < len(kept) else (len(kept), None))
+    return points
+
+
+class _States:
+    """Forward hooks that keep the input of given decoder layers and the final normed state of one forward."""
+
+    def __init__(self, language_model, layer_inputs: list[int]):
+        self.language_model, self.layer_inputs = language_model, layer_inputs
+        self.inputs: dict[int, torch.Tensor] = {}
+        self.final: torch.Tensor | None = None
+        self._handles = []
+
+    def __enter__(self):
+        layers = self.language_model.layers
+        for i in self.layer_inputs:
+            self._handles.append(layers[i].register_forward_pre_hook(self._keep(i), with_kwargs=True))
+        self._handles.append(self.language_model.norm.register_forward_hook(self._keep_final))
+        return self
+
+    def _keep(self, i):
+        def hook(module, args, kwargs):
+            self.inputs[i] = args[0] if args else kwargs["hidden_states"]
+
+        return hook
+
+    def _keep_final(self, module, args, output):
+        self.final = output
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def distillation_kl(student_hidden, teacher_hidden, student_head, teacher_head, temperature: float,
+                    chunk: int = 1024) -> torch.Tensor:
+    """Sum over positions of KL(teacher || student) of the next-token distributions at `temperature` (times T^2, as
+    Hinton et al.), from final hidden states of the answer positions only; the vocabulary projection runs `chunk`
+    positions at a time, so teacher and student logits over a 152K vocabulary never exist for the whole batch."""
+    import torch.nn.functional as F
+
+    total = student_hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, student_hidden.shape[0], chunk):
+        student_logits = student_head(student_hidden[start:start + chunk]).float() / temperature
+        with torch.no_grad():
+            teacher_logits = teacher_head(teacher_hidden[start:start + chunk].to(teacher_head.weight.device))
+            teacher_logp = F.log_softmax(teacher_logits.float().to(student_logits.device) / temperature, dim=-1)
+        total = total + F.kl_div(F.log_softmax(student_logits, dim=-1), teacher_logp, log_target=True,
+                                 reduction="sum")
+    return total * temperature**2
+
+
 class InterlaceSFTTrainer(SFTTrainer):
     """`SFTTrainer` for INTERLACE's selective fine-tune.
 
@@ -303,6 +381,10 @@ class InterlaceSFTTrainer(SFTTrainer):
         processor_source: a checkpoint directory whose processor / tokenizer files are copied, byte for byte, into
             every saved model (the base's). Without it the training processor is saved (TRL's behaviour).
         provenance: file name -> text, written next to every saved model (the recipe with the values that ran).
+        teacher_model: the dense model to distil from (frozen, eval mode, on the student's devices; under DeepSpeed
+            sharded like the student through TRL's `prepare_deepspeed`). Its next-token distribution on the answer
+            tokens (`distill_alpha`) and its hidden states after each tuned layer's block (`distill_hidden`) are
+            added to the SFT loss.
         **kwargs: everything `SFTTrainer` takes (`train_dataset`, `processing_class`, ...).
     """
 
@@ -310,7 +392,8 @@ class InterlaceSFTTrainer(SFTTrainer):
     _name = "INTERLACE"
 
     def __init__(self, model, plan: Plan, args: InterlaceSFTConfig | None = None, *,
-                 processor_source: str | Path | None = None, provenance: dict[str, str] | None = None, **kwargs):
+                 processor_source: str | Path | None = None, provenance: dict[str, str] | None = None,
+                 teacher_model=None, **kwargs):
         from .modeling import register_auto_classes
 
         register_auto_classes()  # checkpoints keep the Interlace classes' code and auto_map
@@ -345,6 +428,7 @@ class InterlaceSFTTrainer(SFTTrainer):
                     "weights next to bf16 frozen ones: load the model in float32 (--dtype float32) and let FSDP's "
                     "mixed precision compute in bf16, or use DeepSpeed ZeRO-3 (recipes/accelerate/zero3.yaml).")
             self._upcast = upcast_trainable(self.model, self._trainable_modules)
+        self.teacher = self._prepare_teacher(teacher_model) if teacher_model is not None else None
         logger.warning(
             "INTERLACE fine-tune: trainable %s / %s parameters (%.2f%%): tuned layers %s%s%s; backward stops at %s; "
             "checkpointing %s; master weights %s",
@@ -356,6 +440,71 @@ class InterlaceSFTTrainer(SFTTrainer):
             "fp32 (upcast from " + ", ".join(sorted({str(d).removeprefix("torch.") for d in self._upcast.values()})) + ")"
             if self._upcast else ("kept by DeepSpeed" if self.is_deepspeed_enabled else "as loaded (fp32)"),
         )
+
+    def _prepare_teacher(self, teacher):
+        """Check, freeze and place the teacher; decide the hidden-state match points."""
+        layers = len(teacher.model.language_model.layers)
+        if layers != self.plan.num_layers:
+            raise ValueError(f"the teacher has {layers} decoder layers but the plan was made for {self.plan.num_layers}; "
+                             "distil from the dense model the student was pruned from (--teacher base).")
+        teacher.eval().requires_grad_(False)
+        if self.is_deepspeed_enabled:
+            from trl.models.utils import prepare_deepspeed
+
+            prepared = prepare_deepspeed(teacher, self.accelerator)  # ZeRO-3: sharded like the student
+        elif self.is_fsdp_enabled:
+            from trl.models.utils import prepare_fsdp
+
+            prepared = prepare_fsdp(teacher, self.accelerator)
+        else:
+            prepared = teacher.to(self.accelerator.device)
+        self._teacher_module = teacher
+        self._match_points = hidden_match_points(self.plan, current_kept_layers(self.model.config))
+        logger.warning("distilling from the dense model: KL x %g at T=%g on the answer tokens, hidden states x %g at "
+                       "%s", self.args.distill_alpha, self.args.distill_temperature, self.args.distill_hidden,
+                       [f"student input {p} ~ teacher input {t}" if t is not None else "final states"
+                        for p, t in self._match_points])
+        return prepared
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The SFT loss, plus (with a teacher, while training) the distillation terms, normalised like it: the KL by
+        the same token count (`num_items_in_batch` over the accumulated batch), the hidden-state loss per micro-batch
+        divided by the accumulation steps."""
+        if self.teacher is None or not self.model.training or return_outputs:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        import torch.nn.functional as F
+
+        args = self.args
+        points = self._match_points if args.distill_hidden else []
+        student_language = self.model.model.language_model
+        with _States(student_language, [p for p, t in points if t is not None]) as student:
+            loss = super().compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
+        teacher = self._teacher_module
+        with torch.no_grad(), _States(teacher.model.language_model, [t for _, t in points if t is not None]) as dense:
+            teacher.model(**{k: v for k, v in inputs.items() if k != "labels"})  # no LM head: no 152K logits
+        answer = inputs["labels"][:, 1:] != -100
+        if args.distill_alpha:
+            kl_sum = distillation_kl(student.final[:, :-1][answer], dense.final[:, :-1][answer], self.model.lm_head,
+                                     teacher.lm_head, args.distill_temperature)
+            tokens = num_items_in_batch if num_items_in_batch is not None else answer.sum()
+            kl = kl_sum / torch.as_tensor(tokens, device=kl_sum.device).clamp(min=1)
+            if args.average_tokens_across_devices and num_items_in_batch is not None:
+                kl = kl * self.accelerator.num_processes  # as the SFT loss: DDP averages the gradients
+            loss = loss + args.distill_alpha * kl.to(loss.dtype)
+            self._metrics["train"]["distill_kl"].append(float(kl_sum.detach()) / max(int(answer.sum()), 1))
+        if points:
+            mask = inputs["attention_mask"].bool()
+            terms = []
+            for p, t in points:
+                mine, theirs = (student.inputs[p], dense.inputs[t]) if t is not None else (student.final, dense.final)
+                cosine = F.cosine_similarity(mine.float(), theirs.float().to(mine.device), dim=-1)
+                terms.append((1 - cosine)[mask].mean())
+            hidden = torch.stack(terms).mean()
+            steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
+            loss = loss + args.distill_hidden * hidden.to(loss.dtype) / steps
+            self._metrics["train"]["distill_hidden"].append(float(hidden.detach()))
+        return loss
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         output_dir = output_dir or self.args.output_dir

@@ -19,7 +19,13 @@ from interlace_hf.plan import Plan
 from interlace_hf.surgery import prune_model
 from interlace_hf.datasets.synthetic import make_synthetic
 from interlace_hf.train import parse_train_args, run_training
-from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer, freeze_for_plan
+from interlace_hf.trainer import (
+    InterlaceSFTConfig,
+    InterlaceSFTTrainer,
+    distillation_kl,
+    freeze_for_plan,
+    hidden_match_points,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = Plan(12, dropped_layers=(2, 5, 10), tuned_layers=(1, 4, 9), anchor_layers=(3, 6, 11), strategy="interlace")
@@ -280,3 +286,80 @@ def test_train_from_a_base_model_and_similarities(tiny_model_dir, llava_json, sy
     expected = select_layers(load_similarity_tables(sim), "interlace", drop_ratio=0.25, seed=42)
     assert Plan.load(out) == expected and len(expected.anchor_layers) == 3
     assert json.loads((out / "config.json").read_text())["interlace"]["kept_layers"] == list(expected.kept_layers)
+
+
+# --- distillation from the dense model ------------------------------------------------------------------------------
+def test_hidden_match_points_follow_the_dense_stack():
+    """After tuned layer t, the student's state entering the next kept layer is matched to the dense model's state
+    entering that same original layer: the tuned layer stands in for the dropped layers between them."""
+    kept = list(PLAN.kept_layers)  # [0, 1, 3, 4, 6, 7, 8, 9, 11]
+    assert hidden_match_points(PLAN, kept) == [(2, 3), (4, 6), (8, 11)]
+    last = Plan(12, dropped_layers=(11,), tuned_layers=(10,), anchor_layers=(), strategy="manual")
+    assert hidden_match_points(last, list(last.kept_layers)) == [(11, None)]  # the final states
+
+
+def test_distillation_kl_in_chunks_equals_the_full_logits():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    student, teacher = torch.randn(7, 16), torch.randn(7, 16)
+    for temperature in (1.0, 2.0):
+        full = torch.nn.functional.kl_div(torch.log_softmax(head(student) / temperature, -1),
+                                          torch.log_softmax(head(teacher) / temperature, -1), log_target=True,
+                                          reduction="sum") * temperature**2
+        chunked = distillation_kl(student, teacher, head, head, temperature, chunk=3)
+        assert chunked.item() == pytest.approx(full.item(), rel=1e-5)
+    assert distillation_kl(teacher, teacher, head, head, 1.0).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_distillation_from_the_dense_model(tiny_model_dir, tiny_processor, dataset, tmp_path):
+    """With the dense model as teacher: both terms are zero where the student still is the teacher (nothing dropped
+    yet), they are logged, only the tuned layers change, and the teacher does not."""
+    teacher = AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    teacher_before = {n: p.detach().clone() for n, p in teacher.named_parameters()}
+    # nothing dropped: the student computes what the teacher computes, so at the first step KL and cosine loss are 0
+    same = Plan(12, dropped_layers=(), tuned_layers=(4, 9), anchor_layers=(), strategy="manual")
+    student = pruned(tiny_model_dir, same)
+    trainer = InterlaceSFTTrainer(student, same, args=config(tmp_path / "same", max_steps=1, learning_rate=0.0,
+                                                             distill_hidden=1.0),
+                                  train_dataset=dataset, processing_class=tiny_processor, teacher_model=teacher)
+    trainer.train()
+    logged = next(entry for entry in trainer.state.log_history if "distill_kl" in entry)
+    assert logged["distill_kl"] == pytest.approx(0.0, abs=1e-5)
+    assert logged["distill_hidden"] == pytest.approx(0.0, abs=1e-5)
+
+    model = pruned(tiny_model_dir)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    trainer = InterlaceSFTTrainer(model, PLAN, args=config(tmp_path / "kd", distill_hidden=1.0),
+                                  train_dataset=dataset, processing_class=tiny_processor, teacher_model=teacher)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "distill_kl" in entry]
+    assert logged and all(entry["distill_kl"] > 0 and entry["distill_hidden"] > 0 for entry in logged)
+    kept = list(PLAN.kept_layers)
+    tuned_prefixes = tuple(f"model.language_model.layers.{kept.index(i)}." for i in PLAN.tuned_layers)
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]) != name.startswith(tuned_prefixes), name
+    for name, param in teacher.named_parameters():
+        assert torch.equal(param, teacher_before[name]) and param.grad is None and not param.requires_grad
+    with pytest.raises(ValueError, match="the teacher has 9 decoder layers but the plan was made for 12"):
+        InterlaceSFTTrainer(pruned(tiny_model_dir), PLAN, args=config(tmp_path / "bad"), train_dataset=dataset,
+                            processing_class=tiny_processor, teacher_model=pruned(tiny_model_dir))
+    with pytest.raises(ValueError, match="--distill_alpha .* must be >= 0"):
+        config(tmp_path, distill_alpha=-1.0)
+
+
+def test_train_command_distils_from_the_base(tiny_model_dir, synthetic_json, tmp_path):
+    """`--teacher base`: the dense model the pruned checkpoint records; the card says the layers were distilled."""
+    assert main(["prune", str(tiny_model_dir), "--drop-layers", "2,5,10", "--output-dir", str(tmp_path / "p")]) == 0
+    out = tmp_path / "kd"
+    rc = main(["train", "--model", str(tmp_path / "p"), "--dataset", str(synthetic_json), "--teacher", "base",
+               "--plan", str(PLAN.save(tmp_path / "plan.json")), "--distill_hidden", "0.5",
+               "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4",
+               "--max_pixels", "16384", "--min_pixels", "1024", "--dataloader_pin_memory", "false"])
+    assert rc == 0
+    info = json.loads((out / "interlace_train.json").read_text())["distillation"]
+    assert info == {"teacher": str(tiny_model_dir), "kl_weight": 1.0, "temperature": 1.0, "hidden_weight": 0.5}
+    card = (out / "README.md").read_text()
+    assert f"distilled from the dense model `{tiny_model_dir}`" in card and "0.5 x a hidden-state loss" in card
+    with pytest.raises(ValueError, match="is itself a pruned checkpoint"):
+        run_training(TrainArgs(model=str(tmp_path / "p"), dataset=str(synthetic_json), teacher=str(tmp_path / "p")),
+                     config(tmp_path / "x"))
