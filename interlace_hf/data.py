@@ -88,18 +88,27 @@ def verified_image_size(image, verify: bool = True) -> tuple[int, int]:
     return size
 
 
+def image_sizes(images, *, verify: bool = True) -> list[tuple[int, int]]:
+    """(width, height) of each image (`verified_image_size`, each file checked whole with `verify`); one that cannot
+    be read (missing, truncated, not an image: PIL raises OSError or SyntaxError) stops the run, named."""
+    sizes = []
+    for image in images:
+        try:
+            sizes.append(verified_image_size(image, verify=verify))
+        except (OSError, SyntaxError) as err:
+            raise ValueError(image_error(image, err)) from None
+    return sizes
+
+
 def check_images(records, flag: str = "--data", indices=None) -> None:
-    """Check every image file of `records` whole (`verified_image_size`): a missing, truncated or non-image file stops
-    the run here, named, before any model is loaded. `indices` are the records' numbers in the data (for a sample),
-    as the message gives them."""
+    """Check every image file of `records` whole (`image_sizes`): a missing, truncated or non-image file stops the
+    run here, named, before any model is loaded. `indices` are the records' numbers in the data (for a sample), as
+    the message gives them."""
     for index, record in zip(indices if indices is not None else range(len(records)), records):
-        for image in record.images:
-            if not isinstance(image, (str, Path)):
-                continue
-            try:
-                verified_image_size(image)
-            except (OSError, SyntaxError) as err:
-                raise ValueError(f"{flag}: record {index}: {image_error(image, err)}") from None
+        try:
+            image_sizes([image for image in record.images if isinstance(image, (str, Path))])
+        except ValueError as err:
+            raise ValueError(f"{flag}: record {index}: {err}") from None
 
 
 def strip_image_placeholders(text: str) -> str:
@@ -195,7 +204,8 @@ class DatasetRecords(Sequence):
         import datasets
 
         feature = dataset.features.get("images")
-        if isinstance(feature, datasets.List) and isinstance(feature.feature, datasets.Image) and feature.feature.decode:
+        image_list = isinstance(feature, datasets.List) and isinstance(feature.feature, datasets.Image)
+        if image_list and feature.feature.decode:
             dataset = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))  # no data rewritten
         self.dataset, self.source = dataset, source
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .data import Record, check_images, image_error, load_records, sample_indices, verified_image_size
+from .data import Record, check_images, image_sizes, load_records, sample_indices
 from .version import package_versions
 from .utils.runtime import resolve_device, resolve_dtype
 from .utils.fileio import write_json_atomic
@@ -198,14 +198,8 @@ def record_lengths(processor, records: list[Record]) -> list[int]:
 
     texts = [processor.apply_chat_template(r.prompt_messages(), tokenize=False, add_generation_prompt=True)
              for r in records]
-    sizes = []
-    for record in records:
-        sizes.append([])
-        for image in record.images:
-            try:
-                sizes[-1].append(verified_image_size(image, verify=False))  # the header only: checked before
-            except (OSError, SyntaxError) as err:
-                raise ValueError(image_error(image, err)) from None
+    # headers only: image files were checked whole by `check_images`; an embedded image that cannot be read is named
+    sizes = [image_sizes(record.images, verify=False) for record in records]
     return prompt_lengths(processor, texts, sizes)
 
 

@@ -366,7 +366,8 @@ def _dataset_from_rows(records, limit: int | None):
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     columns = [c for c in dataset.column_names if c != "images"]
-    dataset = dataset.map(lambda row: {"messages": _messages(finevision_record(row, 0, records.source)) or []},
+    source = records.source  # what the mapped function holds (datasets hashes it for its cache): a string, no dataset
+    dataset = dataset.map(lambda row: {"messages": _messages(finevision_record(row, 0, source)) or []},
                           remove_columns=columns, desc="messages")
     dataset = dataset.filter(lambda messages: len(messages) > 0, input_columns="messages", desc="answers")
     return dataset.cast_column("images", datasets.List(datasets.Image()))  # decoded when a batch is read
@@ -378,7 +379,7 @@ def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batc
     import datasets
     from trl.data_utils import prepare_multimodal_messages
 
-    from .data import image_error, verified_image_size
+    from .data import image_sizes
     from .processing import prompt_lengths
 
     raw = dataset.cast_column("images", datasets.List(datasets.Image(decode=False)))
@@ -389,12 +390,8 @@ def sample_lengths(dataset, processor, *, min_pixels: int, max_pixels: int, batc
         for messages, images in zip(batch["messages"], batch["images"]):
             texts.append(processor.apply_chat_template(prepare_multimodal_messages(messages, images=images),
                                                        tokenize=False))
-            sizes.append([])
-            for image in images:
-                try:  # each file is checked whole, so a truncated image stops the run before the model loads
-                    sizes[-1].append(verified_image_size(image))
-                except (OSError, SyntaxError) as err:  # missing, truncated or not an image (PIL raises both)
-                    raise ValueError(image_error(image, err)) from None
+            # each file checked whole: a truncated image stops the run before the model loads
+            sizes.append(image_sizes(images))
         lengths += prompt_lengths(processor, texts, sizes, min_pixels=min_pixels, max_pixels=max_pixels,
                                   batch_size=batch_size)
     return lengths
