@@ -159,17 +159,15 @@ def run_bench(
         processor = load_processor(models[0])
     inputs, prompt = build_prompt(processor, image_size, prompt_tokens, base_config["vision_config"])
     common = dict(new_tokens=new_tokens, repeats=repeats, warmup=warmup, device=torch_device)
-    if random_weights:
-        loaded, sources = _random_weight_models(base_config, variants, str(config), torch_device, dtype,
-                                                attn_implementation)
-        rows = measure_models(loaded, inputs, processor.tokenizer, **common)
-        results_models = _model_results(_described(loaded, sources), rows, prompt, image_size)
-        del loaded, rows
-    elif pairwise and len(models) > 2:
+    if pairwise and len(models) > 2:  # checkpoints only (refused with random weights above)
         results_models = _measure_pairwise(models, inputs, processor.tokenizer, prompt, image_size, dtype,
                                            attn_implementation, **common)
     else:
-        loaded, sources = _checkpoint_models(models, torch_device, dtype, attn_implementation)
+        if random_weights:
+            loaded, sources = _random_weight_models(base_config, variants, str(config), torch_device, dtype,
+                                                    attn_implementation)
+        else:
+            loaded, sources = _checkpoint_models(models, torch_device, dtype, attn_implementation)
         rows = measure_models(loaded, inputs, processor.tokenizer, **common)
         results_models = _model_results(_described(loaded, sources), rows, prompt, image_size)
         del loaded, rows
