@@ -267,6 +267,17 @@ class TrainArgs:
     teacher: str | None = field(default=None, metadata={
         "help": "distil from this dense model (directory or Hub id; `base`: the base_model the pruned checkpoint "
                 "records); weights: --distill_alpha, --distill_hidden"})
+    use_peft: bool = field(default=False, metadata={
+        "help": "train LoRA adapters (peft) on the tuned layers instead of the layers themselves; the output is still "
+                "a plain pruned checkpoint (adapters merged)"})
+    lora_r: int = field(default=16, metadata={"help": "with --use_peft: LoRA rank (TRL's default)"})
+    lora_alpha: int = field(default=32, metadata={"help": "with --use_peft: LoRA alpha; scaling = alpha / r"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "with --use_peft: dropout on the adapters' input"})
+    lora_target_modules: list[str] | None = field(default=None, metadata={
+        "help": "with --use_peft: the modules of each tuned layer that get adapters (default: the seven text "
+                "projections q_proj k_proj v_proj o_proj gate_proj up_proj down_proj)"})
+    save_adapter: bool = field(default=False, metadata={
+        "help": "with --use_peft: also keep the unmerged adapter in output_dir/adapter (peft format)"})
     dtype: str = field(default="auto", metadata={
         "choices": ["auto", "bfloat16", "float16", "float32"],
         "help": "dtype of the weights at load (auto: the checkpoint's); what trains is held in fp32 either way"})
@@ -286,6 +297,15 @@ class TrainArgs:
             raise ValueError("with --strategy, pass exactly one of --drop-ratio R or --num-drop N.")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"--max-train-samples must be >= 1, got {self.max_train_samples}.")
+        if isinstance(self.lora_target_modules, str):  # a recipe may give "q_proj,v_proj"
+            self.lora_target_modules = [m.strip() for m in self.lora_target_modules.split(",") if m.strip()]
+        if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"--lora_r ({self.lora_r}) must be >= 1, --lora_alpha ({self.lora_alpha}) > 0 and "
+                             f"--lora_dropout ({self.lora_dropout}) in [0, 1).")
+        if self.save_adapter and not self.use_peft:
+            raise ValueError("--save_adapter keeps the LoRA adapter, which only --use_peft trains; add --use_peft.")
+        if self.lora_target_modules is not None and not self.lora_target_modules:
+            raise ValueError("--lora_target_modules is empty; name modules (e.g. q_proj v_proj) or leave it unset.")
 
     def selection_args(self, seed: int) -> SelectionArgs:
         return SelectionArgs(similarities=self.similarities, strategy=self.strategy, drop_ratio=self.drop_ratio,

@@ -55,6 +55,7 @@ class CardContext:
     extra_tags: list[str] = field(default_factory=list)
     inexact_reason: str | None = None  # a `standard` checkpoint written with --force: not the pruned model
     distillation: dict | None = None  # {"teacher", "kl_weight", "temperature", "hidden_weight"} when distilled
+    lora: dict | None = None  # {"r", "alpha", "dropout", "target_modules", "merged", "adapter"} when trained with LoRA
 
 
 # A measured speed-up is quoted only when each model's samples stay within this max/min ratio, over at least
@@ -230,6 +231,7 @@ def render_model_card(ctx: CardContext) -> str:
         format=ctx.checkpoint_format,
         inexact_reason=ctx.inexact_reason,
         distillation=ctx.distillation,
+        lora=ctx.lora,
         deepstack_dropped=[i for i in ctx.plan.dropped_layers if i < 3],
         recipe=ctx.recipe.strip() if ctx.recipe else None,
         plan_json=ctx.plan.to_json().strip(),
@@ -251,12 +253,9 @@ def card_context_from_checkpoint(directory: str | Path, *, model_name: str | Non
     before, after = parameter_counts(directory, plan)
     recipe = directory / "interlace_recipe.yaml"
     train_info = directory / "interlace_train.json"
+    info = json.loads(train_info.read_text()) if train_info.is_file() else {}
     if datasets is None:
-        datasets = []
-        if train_info.is_file():
-            dataset = json.loads(train_info.read_text()).get("dataset")
-            if dataset and _is_hub_id(dataset):
-                datasets.append(dataset)
+        datasets = [info["dataset"]] if info.get("dataset") and _is_hub_id(info["dataset"]) else []
     if similarity_means is None:
         similarity_means = _similarity_means_of(plan)
     versions = {"interlace-hf": block.get("interlace_hf_version", __version__)}
@@ -280,7 +279,8 @@ def card_context_from_checkpoint(directory: str | Path, *, model_name: str | Non
         versions=versions,
         extra_tags=list(extra_tags or []),
         inexact_reason=block.get("inexact_reason") if block.get("exact") is False else None,
-        distillation=(json.loads(train_info.read_text()).get("distillation") if train_info.is_file() else None),
+        distillation=info.get("distillation"),
+        lora=info.get("lora"),
     )
 
 

@@ -285,6 +285,17 @@ def resolve_teacher(train_args: TrainArgs) -> str | None:
     return teacher
 
 
+def peft_config_from_args(train_args: TrainArgs):
+    """The `peft.LoraConfig` of `--use_peft --lora_r ...` (None without `--use_peft`); the trainer restricts it to the
+    plan's tuned layers."""
+    if not train_args.use_peft:
+        return None
+    from .adapters import lora_config
+
+    return lora_config(r=train_args.lora_r, lora_alpha=train_args.lora_alpha, lora_dropout=train_args.lora_dropout,
+                       target_modules=train_args.lora_target_modules)
+
+
 def load_for_training(train_args: TrainArgs, seed: int, attn_implementation: str | None = None):
     """The pruned model and its plan: a pruned checkpoint as is, or a base model pruned in memory first."""
     from .checkpoint import load_model
@@ -496,7 +507,7 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
                                   processing_class=_training_processor(processor, sft_config.min_pixels,
                                                                        sft_config.max_pixels),
                                   processor_source=processor_source, provenance={RECIPE_FILE: text},
-                                  teacher_model=teacher)
+                                  teacher_model=teacher, peft_config=peft_config_from_args(train_args))
     resume = sft_config.resume_from_checkpoint
     if resume is None and state == "resume":
         resume = get_last_checkpoint(str(output_dir))  # an interrupted run continues where it stopped
@@ -506,9 +517,23 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
     staging = output_dir.parent / f".{output_dir.name}.final-partial"
     if sft_config.should_save and staging.exists():
         shutil.rmtree(staging)  # left by a run killed while saving
-    trainer.save_model(str(staging))  # every rank: DeepSpeed gathers the shards
+    # Every rank (DeepSpeed gathers the shards); LoRA adapters are merged. The upload is push_final's, below.
+    if trainer.uses_peft:
+        trainer.save_merged(str(staging))
+    else:
+        trainer.save_model(str(staging), _internal_call=True)
+    from .adapters import ADAPTER_DIR
+
+    if train_args.save_adapter:
+        trainer.save_adapter(staging / ADAPTER_DIR)
     if sft_config.should_save:
         info = dataclasses.asdict(train_args)
+        if train_args.use_peft:  # what the card says of the adapters
+            from .adapters import DEFAULT_LORA_TARGETS
+
+            info["lora"] = {"r": train_args.lora_r, "alpha": train_args.lora_alpha, "dropout": train_args.lora_dropout,
+                            "target_modules": list(train_args.lora_target_modules or DEFAULT_LORA_TARGETS),
+                            "merged": True, "adapter": ADAPTER_DIR if train_args.save_adapter else None}
         if teacher is not None:  # what the card says of the distillation
             info["distillation"] = {"teacher": teacher_path, "kl_weight": sft_config.distill_alpha,
                                     "temperature": sft_config.distill_temperature,

@@ -124,9 +124,11 @@ class InterlaceSFTConfig(SFTConfig):
         return clone
 
 
-def _count(param) -> int:
-    # Under ZeRO-3 a partitioned parameter reports 0 elements locally; ds_numel is its full size.
-    return getattr(param, "ds_numel", None) or param.numel()
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts. Under ZeRO-3 a partitioned parameter reports 0 elements locally; its
+    `ds_numel` is the full size."""
+    sizes = [(p.requires_grad, getattr(p, "ds_numel", None) or p.numel()) for p in model.parameters()]
+    return sum(n for trains, n in sizes if trains), sum(n for _, n in sizes)
 
 
 def trainable_modules(model, plan: Plan, *, tune_merger: bool = False, tune_lm_head: bool = False) -> dict:
@@ -168,9 +170,7 @@ def freeze_for_plan(model, plan: Plan, *, tune_merger: bool = False, tune_lm_hea
                 logger.warning("lm_head is tied to the input embeddings: --tune-lm-head trains the embeddings too.")
         else:
             module.requires_grad_(True)
-    trainable = sum(_count(p) for p in model.parameters() if p.requires_grad)
-    total = sum(_count(p) for p in model.parameters())
-    return trainable, total
+    return count_parameters(model)
 
 
 # ---- fp32 master weights for what trains -------------------------------------------------------------------------
@@ -261,18 +261,15 @@ class StopBackwardBelow(TrainerCallback):
     """
 
     def __init__(self, model, position: int):
-        self.position = position
+        self.model, self.position = model, position  # the model itself (under peft, the base the adapters are in)
         self.layers = model.model.language_model.layers
         self.handle = None
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
+    def on_train_begin(self, args, state, control, **kwargs):
         if self.handle is None:
             self.handle = self.layers[self.position].register_forward_pre_hook(_cut_input, with_kwargs=True)
-        # `model` is the trainer's unwrapped model (also under DDP / DeepSpeed).
-        if model is None:
-            return
-        model.disable_input_require_grads()
-        for module in [*self.layers[: self.position], model.model.visual]:
+        self.model.disable_input_require_grads()
+        for module in [*self.layers[: self.position], self.model.model.visual]:
             for sub in module.modules():
                 if getattr(sub, "gradient_checkpointing", False):
                     sub.gradient_checkpointing = False
@@ -393,7 +390,7 @@ class InterlaceSFTTrainer(SFTTrainer):
 
     def __init__(self, model, plan: Plan, args: InterlaceSFTConfig | None = None, *,
                  processor_source: str | Path | None = None, provenance: dict[str, str] | None = None,
-                 teacher_model=None, **kwargs):
+                 teacher_model=None, peft_config=None, **kwargs):
         from .modeling import register_auto_classes
 
         register_auto_classes()  # checkpoints keep the Interlace classes' code and auto_map
@@ -406,11 +403,31 @@ class InterlaceSFTTrainer(SFTTrainer):
         extras = dict(tune_merger=args.tune_merger, tune_lm_head=args.tune_lm_head)
         # Before SFTTrainer / accelerate / DeepSpeed see the model: the optimizer is built from these flags.
         trainable, total = freeze_for_plan(model, plan, **extras)
+        if peft_config is not None:
+            from .adapters import config_for_plan
+
+            if args.tune_merger or args.tune_lm_head:
+                raise ValueError("--use_peft puts LoRA adapters on the tuned layers only; --tune_merger / "
+                                 "--tune_lm_head need full fine-tuning (drop --use_peft, or those flags).")
+            peft_config = config_for_plan(peft_config, plan, model)
+            if args.push_to_hub and str(getattr(args.hub_strategy, "value", args.hub_strategy)) != "end":
+                # A checkpoint holds the adapter only; the repo gets the merged model once, at the end.
+                logger.warning("--use_peft: the model is pushed once, merged, when training ends (hub_strategy "
+                               "'end'); checkpoints hold the adapter only and are not pushed.")
+                args.hub_strategy = "end"
+        self.student = model  # the model itself: under peft, the base inside the PeftModel (adapters injected)
         cut = lowest_trainable_position(model, plan, tune_merger=args.tune_merger)
         callbacks = list(kwargs.pop("callbacks", None) or [])
         if cut is not None:
             callbacks.append(StopBackwardBelow(model, cut))
-        super().__init__(model, args=args, callbacks=callbacks, **kwargs)
+        super().__init__(model, args=args, callbacks=callbacks, peft_config=peft_config, **kwargs)
+        self.uses_peft = peft_config is not None
+        if self.uses_peft:
+            from .adapters import check_adapter_placement
+
+            check_adapter_placement(self.accelerator.unwrap_model(self.model), plan,
+                                    current_kept_layers(model.config))
+            trainable, total = count_parameters(self.model)  # the adapters, after wrapping
         from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
         zero3 = bool(self.is_deepspeed_enabled and is_deepspeed_zero3_enabled())
@@ -419,7 +436,8 @@ class InterlaceSFTTrainer(SFTTrainer):
                 self.args.activation_checkpointing_kwargs, zero3)
         self._trainable_modules = trainable_modules(model, plan, **extras)
         self._upcast: dict[str, torch.dtype] = {}
-        if not self.is_deepspeed_enabled:  # DeepSpeed keeps fp32 masters of what trains itself
+        # DeepSpeed keeps fp32 masters of what trains itself; peft holds the adapters in fp32 (autocast_adapter_dtype)
+        if not self.is_deepspeed_enabled and not self.uses_peft:
             half = {n for n, m in self._trainable_modules.items()
                     if any(p.requires_grad and p.dtype in HALF_DTYPES for p in m.parameters())}
             if half and self.is_fsdp_enabled:
@@ -430,15 +448,18 @@ class InterlaceSFTTrainer(SFTTrainer):
             self._upcast = upcast_trainable(self.model, self._trainable_modules)
         self.teacher = self._prepare_teacher(teacher_model) if teacher_model is not None else None
         logger.warning(
-            "INTERLACE fine-tune: trainable %s / %s parameters (%.2f%%): tuned layers %s%s%s; backward stops at %s; "
+            "INTERLACE fine-tune: trainable %s / %s parameters (%.2f%%): %stuned layers %s%s%s; backward stops at %s; "
             "checkpointing %s; master weights %s",
-            f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1), list(plan.tuned_layers),
+            f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1),
+            f"LoRA r={peft_config.r} on {sorted(peft_config.target_modules)} of the " if self.uses_peft else "",
+            list(plan.tuned_layers),
             " + merger" if args.tune_merger else "", " + lm_head" if args.tune_lm_head else "",
             f"original layer {min(plan.tuned_layers)}" if cut is not None else
             ("the inputs (the merger trains)" if args.tune_merger else "the inputs (no decoder layer trains)"),
             self.args.activation_checkpointing_kwargs if self.args.activation_checkpointing else "off",
             "fp32 (upcast from " + ", ".join(sorted({str(d).removeprefix("torch.") for d in self._upcast.values()})) + ")"
-            if self._upcast else ("kept by DeepSpeed" if self.is_deepspeed_enabled else "as loaded (fp32)"),
+            if self._upcast else ("kept by DeepSpeed" if self.is_deepspeed_enabled else
+                                  "adapters in fp32 (peft)" if self.uses_peft else "as loaded (fp32)"),
         )
 
     def _prepare_teacher(self, teacher):
@@ -459,7 +480,7 @@ class InterlaceSFTTrainer(SFTTrainer):
         else:
             prepared = teacher.to(self.accelerator.device)
         self._teacher_module = teacher
-        self._match_points = hidden_match_points(self.plan, current_kept_layers(self.model.config))
+        self._match_points = hidden_match_points(self.plan, current_kept_layers(self.student.config))
         logger.warning("distilling from the dense model: KL x %g at T=%g on the answer tokens, hidden states x %g at "
                        "%s", self.args.distill_alpha, self.args.distill_temperature, self.args.distill_hidden,
                        [f"student input {p} ~ teacher input {t}" if t is not None else "final states"
@@ -477,7 +498,7 @@ class InterlaceSFTTrainer(SFTTrainer):
 
         args = self.args
         points = self._match_points if args.distill_hidden else []
-        student_language = self.model.model.language_model
+        student_language = self.student.model.language_model
         with _States(student_language, [p for p, t in points if t is not None]) as student:
             loss = super().compute_loss(model, inputs, num_items_in_batch=num_items_in_batch)
         teacher = self._teacher_module
@@ -485,7 +506,7 @@ class InterlaceSFTTrainer(SFTTrainer):
             teacher.model(**{k: v for k, v in inputs.items() if k != "labels"})  # no LM head: no 152K logits
         answer = inputs["labels"][:, 1:] != -100
         if args.distill_alpha:
-            kl_sum = distillation_kl(student.final[:, :-1][answer], dense.final[:, :-1][answer], self.model.lm_head,
+            kl_sum = distillation_kl(student.final[:, :-1][answer], dense.final[:, :-1][answer], self.student.lm_head,
                                      teacher.lm_head, args.distill_temperature)
             tokens = num_items_in_batch if num_items_in_batch is not None else answer.sum()
             kl = kl_sum / torch.as_tensor(tokens, device=kl_sum.device).clamp(min=1)
@@ -505,6 +526,47 @@ class InterlaceSFTTrainer(SFTTrainer):
             loss = loss + args.distill_hidden * hidden.to(loss.dtype) / steps
             self._metrics["train"]["distill_hidden"].append(float(hidden.detach()))
         return loss
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save the model (every rank calls this; under ZeRO-3 the shards are gathered). With LoRA, the adapters are
+        merged into a plain pruned checkpoint; the trainer's own `checkpoint-*` saves keep the adapter (a resume)."""
+        if self.uses_peft and not _internal_call:
+            self.save_merged(output_dir)
+            if self.args.push_to_hub:
+                self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+            return
+        super().save_model(output_dir, _internal_call=_internal_call)
+
+    def _full_state_dict(self) -> dict:
+        """The whole model's state dict on the main process (gathered under ZeRO-3, where every rank must call this)."""
+        if self.is_deepspeed_enabled:
+            try:
+                return self.accelerator.get_state_dict(self.deepspeed)
+            except ValueError as err:
+                raise ValueError(f"{err}: merging the LoRA adapters needs the full weights; set "
+                                 "zero3_save_16bit_model: true (recipes/accelerate/zero3.yaml does).") from None
+        return self.accelerator.get_state_dict(self.model)
+
+    def save_merged(self, output_dir: str | None = None) -> None:
+        """The LoRA adapters merged into the tuned layers, saved as a plain pruned checkpoint (same format and
+        `auto_map` as the model trained, with plan, processor and recipe); the model in memory keeps its adapters."""
+        from .adapters import merged_state_dict
+
+        output_dir = output_dir or self.args.output_dir
+        state_dict = self._full_state_dict()
+        if not self.args.should_save:
+            return
+        merged = merged_state_dict(self.accelerator.unwrap_model(self.model), state_dict)
+        self.student.save_pretrained(output_dir, state_dict=merged)
+        if self.processor_source is None and self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)  # else write_provenance copies the base's files
+        self.write_provenance(output_dir)
+
+    def save_adapter(self, output_dir: str | Path) -> None:
+        """The LoRA adapter alone (peft's format, for the pruned model before training); every rank calls this."""
+        if not self.uses_peft:
+            raise ValueError("there is no adapter to save: this run does not use --use_peft.")
+        super().save_model(str(output_dir), _internal_call=True)  # a PeftModel saves its adapter
 
     def _save(self, output_dir: str | None = None, state_dict=None):
         output_dir = output_dir or self.args.output_dir
@@ -536,6 +598,8 @@ class InterlaceSFTTrainer(SFTTrainer):
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # transformers copies the weights from the checkpoint into output_dir and uploads output_dir: make it a
         # complete model first (plan, processor, recipe, card), so every pushed revision loads and says what it is.
+        if str(getattr(self.args.hub_strategy, "value", self.args.hub_strategy)) == "end":
+            return  # transformers pushes nothing from checkpoints then
         if self.is_world_process_zero():
             self.write_provenance(self.args.output_dir)
             for name in ("config.json", "generation_config.json", *(p.name for p in Path(checkpoint_folder).glob("*.py"))):

@@ -1,12 +1,16 @@
 #!/usr/bin/env python
 """Benchmark of the INTERLACE fine-tune (not a test): in one run, on the same data and the same pruned model, step time
-and peak memory of INTERLACE training (only the plan's tuned layers) vs full fine-tuning (every parameter), each next
-to its IDEAL step time.
+and peak memory of INTERLACE training (only the plan's tuned layers, the paper's SFT) vs the same with distillation
+from the dense model (`kd`: KL on the answer tokens + hidden states), vs LoRA on the tuned layers (`lora`, rank 16 on
+the seven projections), vs full fine-tuning (every parameter), each next to its IDEAL step time.
 
 The ideal is the measured forward pass (no gradients, same batch, same model) times the counted FLOPs of a training
 step over those of a forward (`interlace_hf.benchmark.flops.training_step_flops`): INTERLACE's backward stops at the
-lowest tuned layer (tuned layers ~2x a forward, frozen layers above them ~1x, nothing below), full fine-tuning backpropagates through
-everything (~2x); activation checkpointing adds one recompute of what it covers. measured / ideal says how much of the
+lowest tuned layer (tuned layers ~2x a forward, frozen layers above them ~1x, nothing below; with LoRA the tuned
+layers' frozen weights ~1x), full fine-tuning backpropagates through everything (~2x); activation checkpointing adds
+one recompute of what it covers; distillation adds the dense teacher's forward (no head) and the KL's three
+vocabulary projections over the answer positions. Peak memory is measured above the loaded models: the teacher's
+weights (`kd`) are reported beside it. measured / ideal says how much of the
 step is overhead beyond the arithmetic that has to be done.
 
 Precision, as the trainer does it: the weights are loaded in --dtype; what trains is held in fp32 (master weights) and,
@@ -58,8 +62,13 @@ def _load(args, device: str):
         if device == "cuda":
             model.to(device)
     processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": args.image_size ** 2}
+    teacher = None
+    if args.mode == "kd":  # the dense model, before pruning, as the teacher
+        import copy
+
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
     model = prune_model(model, plan)
-    return model.train(), processor, plan
+    return model.train(), processor, plan, teacher
 
 
 def child(args) -> None:
@@ -73,7 +82,7 @@ def child(args) -> None:
     from interlace_hf.trainer import InterlaceSFTConfig, InterlaceSFTTrainer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, processor, plan = _load(args, device)
+    model, processor, plan, teacher = _load(args, device)
     dataset, _ = build_train_dataset(TrainArgs(model="x", dataset=args.data,
                                                max_train_samples=args.batch_size * (args.steps + 2)))
 
@@ -102,16 +111,22 @@ def child(args) -> None:
     kept = list(plan.kept_layers)
     tuned_positions = [kept.index(i) for i in plan.tuned_layers]
     prefixes = tuple(f"model.language_model.layers.{p}." for p in tuned_positions)
-    if args.mode == "interlace":
+    if args.mode in ("interlace", "kd", "lora"):
+        from interlace_hf.adapters import lora_config
+
+        if args.mode == "kd":  # both terms on: the most a distillation step costs
+            config.distill_alpha, config.distill_hidden = 1.0, 1.0
         trainer = InterlaceSFTTrainer(model, plan, args=config, train_dataset=dataset, processing_class=processor,
-                                      callbacks=[timer])
+                                      callbacks=[timer], teacher_model=teacher,
+                                      peft_config=lora_config() if args.mode == "lora" else None)
     else:  # full fine-tuning of the same pruned model: every parameter trains, held in fp32 (AMP)
         from trl import SFTTrainer
 
         model.float().requires_grad_(True)
         trainer = SFTTrainer(model, args=config, train_dataset=dataset, processing_class=processor, callbacks=[timer])
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    before = {n: p.detach().float().clone() for n, p in model.named_parameters() if n.startswith(prefixes)}
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    before = {n: p.detach().float().clone() for n, p in model.named_parameters()
+              if n.startswith(prefixes) and p.requires_grad}  # with LoRA: the adapters
 
     # The measured forward: same batch size, no gradients, the training context (autocast on a GPU).
     batch = trainer.data_collator([dataset[i] for i in range(args.batch_size)])
@@ -133,9 +148,11 @@ def child(args) -> None:
     head_positions = int((labels != -100).sum()) // args.batch_size if device == "cuda" else None
     flops = training_step_flops(model.config.to_dict(), tuned_positions=tuned_positions,
                                 num_text_tokens=max(text_tokens, 0), image_size=args.image_size,
-                                full=args.mode == "full", head_positions=head_positions)
+                                full=args.mode == "full", head_positions=head_positions, adapters=args.mode == "lora",
+                                teacher_config=teacher.config.to_dict() if teacher is not None else None)
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "trainable": trainable,
-              "forward_s": statistics.median(forwards[3:]), "flops": flops, "oom": False}
+              "forward_s": statistics.median(forwards[3:]), "flops": flops, "oom": False,
+              "teacher_bytes": sum(p.numel() * p.element_size() for p in teacher.parameters()) if teacher else 0}
     try:
         with PeakMemory(device) as peak:
             trainer.train()
@@ -149,8 +166,11 @@ def child(args) -> None:
             total += param.numel()
     result.update(step_s=statistics.median(timer.times[2:]), peak_bytes=peak.peak,
                   tuned_moved_fraction=moved / total if total else None,
-                  tuned_dtype=str(next(p for n, p in model.named_parameters() if n.startswith(prefixes)).dtype))
+                  tuned_dtype=str(next(p for n, p in model.named_parameters() if n in before).dtype))
     print(json.dumps(result))
+
+
+MODES = ("interlace", "kd", "lora", "full")
 
 
 def _spread(values: list[float]) -> str:
@@ -171,9 +191,10 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-5, help="(the paper's) for the moved-weights check")
     parser.add_argument("--steps", type=int, default=8, help="timed steps (after 2 warm-up steps)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each mode")
-    parser.add_argument("--modes", nargs="+", default=["interlace", "full"], choices=["interlace", "full"])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                        help="interlace (the paper's SFT), kd (+ distillation), lora (LoRA on the tuned layers), full")
     parser.add_argument("--output", help="write the results as JSON here")
-    parser.add_argument("--mode", choices=["interlace", "full"], help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--plan", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:
@@ -244,20 +265,26 @@ def main() -> None:
               f"{row['ideal_step_s'] * 1000:9.1f} ms (forward x {factor:.2f}) | measured/ideal "
               f"{statistics.median(row['measured_over_ideal']):.2f} ({_spread(row['measured_over_ideal'])}) | peak "
               f"memory {row['peak_bytes'] / 2**20:9.1f} MiB")
-        if mode == "interlace":
+        if runs[0]["teacher_bytes"]:
+            row["teacher_bytes"] = runs[0]["teacher_bytes"]
+            print(f"           + the teacher's weights, loaded before: {row['teacher_bytes'] / 2**20:.1f} MiB")
+        if mode != "full":
             print(f"           tuned weights moved at lr {args.learning_rate:g}: "
                   f"{100 * row['tuned_moved_fraction']:.1f}% (held in {row['tuned_dtype']})")
     ratios = {}
-    if all(m in summary and not summary[m].get("oom") for m in ("interlace", "full")):
-        step_ratios = [a["step_s"] / b["step_s"] for a, b in zip(results["interlace"], results["full"])]
-        memory_ratios = [a["peak_bytes"] / b["peak_bytes"] for a, b in zip(results["interlace"], results["full"])]
-        ideal_ratio = (summary["interlace"]["flops"]["total"] / summary["interlace"]["flops"]["forward"]) / \
-            (summary["full"]["flops"]["total"] / summary["full"]["flops"]["forward"])
-        ratios = {"step_interlace_over_full": step_ratios, "memory_interlace_over_full": memory_ratios,
-                  "ideal_step_interlace_over_full": ideal_ratio}
-        print(f"step time   interlace / full: {statistics.median(step_ratios):.3f} (spread {_spread(step_ratios)}; "
+    ok = [m for m in args.modes if m in summary and not summary[m].get("oom")]
+    # Each mode against the paper's SFT (interlace); the paper's SFT against full fine-tuning.
+    pairs = [(m, "interlace") for m in ("kd", "lora") if m in ok] + [("interlace", "full")] * ("full" in ok)
+    for a, b in pairs if "interlace" in ok else []:
+        step_ratios = [x["step_s"] / y["step_s"] for x, y in zip(results[a], results[b])]
+        memory_ratios = [x["peak_bytes"] / y["peak_bytes"] for x, y in zip(results[a], results[b])]
+        ideal_ratio = (summary[a]["flops"]["total"] / summary[a]["flops"]["forward"]) / \
+            (summary[b]["flops"]["total"] / summary[b]["flops"]["forward"])
+        ratios.update({f"step_{a}_over_{b}": step_ratios, f"memory_{a}_over_{b}": memory_ratios,
+                       f"ideal_step_{a}_over_{b}": ideal_ratio})
+        print(f"step time   {a:>9s} / {b}: {statistics.median(step_ratios):.3f} (spread {_spread(step_ratios)}; "
               f"FLOP ideal {ideal_ratio:.3f})")
-        print(f"peak memory interlace / full: {statistics.median(memory_ratios):.3f} (spread "
+        print(f"peak memory {a:>9s} / {b}: {statistics.median(memory_ratios):.3f} (spread "
               f"{_spread(memory_ratios)})")
     if args.output:
         import datetime

@@ -220,13 +220,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_zero3_on_two_ranks_with_frozen_layers(tiny_model_dir, synthetic_json, tmp_path):
-    """The published ZeRO-3 accelerate recipe on two CPU ranks (gloo), parameters really sharded (persistence
-    threshold 0: the tiny weights would otherwise stay whole), activation checkpointing on, frozen anchors behind
-    tuned layers: trains with reentrant checkpointing on both ranks and saves the full, gathered model."""
+def launch_zero3(tmp_path, out, *args) -> list[dict]:
+    """`interlace_hf.train` (through tests/ddp_train.py) on two CPU ranks (gloo) with the published ZeRO-3 accelerate
+    recipe, parameters really sharded (persistence threshold 0: the tiny weights would otherwise stay whole).
+    Returns each rank's report."""
     pytest.importorskip("deepspeed")
-    plan_file = PLAN.save(tmp_path / "plan.json")
-    out = tmp_path / "ds-out"
     ds_config = tmp_path / "ds.json"
     ds_config.write_text(json.dumps({
         "zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0,
@@ -245,13 +243,21 @@ def test_zero3_on_two_ranks_with_frozen_layers(tiny_model_dir, synthetic_json, t
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
            str(REPO / "tests" / "ddp_train.py"), "--config", str(REPO / "recipes/tiny.yaml"),
-           "--model", str(tiny_model_dir), "--plan", str(plan_file), "--dataset", str(synthetic_json),
            "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "2",
-           "--learning_rate", "1e-3", "--save_strategy", "no", "--use_cpu", "true", "--dataloader_pin_memory", "false"]
+           "--learning_rate", "1e-3", "--save_strategy", "no", "--use_cpu", "true", "--dataloader_pin_memory", "false",
+           *args]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
-    for rank in (0, 1):
-        report = json.loads((out.parent / f"ddp-rank{rank}.json").read_text())
+    return [json.loads((out.parent / f"ddp-rank{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def test_zero3_on_two_ranks_with_frozen_layers(tiny_model_dir, synthetic_json, tmp_path):
+    """Activation checkpointing on, frozen anchors behind tuned layers: trains with reentrant checkpointing on both
+    ranks and saves the full, gathered model."""
+    out = tmp_path / "ds-out"
+    reports = launch_zero3(tmp_path, out, "--model", str(tiny_model_dir), "--plan", str(PLAN.save(tmp_path / "plan.json")),
+                           "--dataset", str(synthetic_json))
+    for report in reports:
         assert report["world_size"] == 2 and report["deepspeed"] and report["zero_stage"] == 3, report
         assert report["sharded"] > 0 and report["global_step"] == 2
         assert report["checkpointing"] == {"use_reentrant": True}  # chosen for ZeRO-3
@@ -268,6 +274,37 @@ def test_zero3_on_two_ranks_with_frozen_layers(tiny_model_dir, synthetic_json, t
         else:
             torch.testing.assert_close(param, ref[name], rtol=0, atol=0, msg=name)
     assert changed > 0
+
+
+def test_zero3_lora_distilled_from_a_sharded_teacher(tiny_model_dir, synthetic_json, tmp_path):
+    """LoRA + distillation (KL and hidden states) on two ZeRO-3 ranks: student and teacher both sharded, the
+    distillation terms logged, and the saved model is the merge of the gathered weights: what peft's own
+    merge_and_unload makes of the saved adapter on the pruned input, with only the tuned layers' projections moved."""
+    from peft import PeftModel
+
+    pruned_dir = tmp_path / "pruned"
+    assert main(["prune", str(tiny_model_dir), "--drop-layers", "4,7,10", "--output-dir", str(pruned_dir)]) == 0
+    out = tmp_path / "ds-lora"
+    reports = launch_zero3(tmp_path, out, "--model", str(pruned_dir), "--plan",
+                           str(LORA_PLAN.save(tmp_path / "plan.json")), "--dataset", str(synthetic_json),
+                           "--use_peft", "--lora_r", "4", "--lora_dropout", "0", "--save_adapter", "--learning_rate",
+                           "1e-2", "--teacher", "base", "--distill_hidden", "1.0", "--logging_steps", "1")
+    for report in reports:
+        assert report["zero_stage"] == 3 and report["sharded"] > 0 and report["global_step"] == 2, report
+        assert {"distill_kl", "distill_hidden"} <= set(report["logged"]) and report["teacher_sharded"] > 0
+    assert not (out / "adapter_config.json").exists() and (out / "adapter" / "adapter_config.json").is_file()
+    saved = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32)
+    base = AutoModelForImageTextToText.from_pretrained(pruned_dir, dtype=torch.float32)
+    before = {n: t.clone() for n, t in base.state_dict().items()}
+    merged = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload().state_dict()
+    kept = list(LORA_PLAN.kept_layers)
+    tuned_prefixes = tuple(f"model.language_model.layers.{kept.index(i)}." for i in LORA_PLAN.tuned_layers)
+    changed = set()
+    for name, tensor in saved.state_dict().items():
+        torch.testing.assert_close(tensor, merged[name], rtol=1e-6, atol=1e-6, msg=name)
+        if not torch.equal(tensor, before[name]):
+            changed.add(name)
+    assert changed and all(n.startswith(tuned_prefixes) and n.endswith("_proj.weight") for n in changed), changed
 
 
 def test_train_from_a_base_model_and_similarities(tiny_model_dir, llava_json, synthetic_json, tmp_path):
@@ -363,3 +400,106 @@ def test_train_command_distils_from_the_base(tiny_model_dir, synthetic_json, tmp
     with pytest.raises(ValueError, match="is itself a pruned checkpoint"):
         run_training(TrainArgs(model=str(tmp_path / "p"), dataset=str(synthetic_json), teacher=str(tmp_path / "p")),
                      config(tmp_path / "x"))
+
+
+# --- LoRA through peft ------------------------------------------------------------------------------------------------
+# Drops no layer before the last deepstack injection, so both checkpoint formats are exact.
+LORA_PLAN = Plan(12, dropped_layers=(4, 7, 10), tuned_layers=(3, 6, 9), anchor_layers=(5, 8, 11), strategy="interlace")
+
+
+def lora_train(tiny_model_dir, synthetic_json, tmp_path, fmt, *extra, dtype="float32"):
+    """Prune to `fmt` on disk, then `interlace-hf train --use_peft` on it; returns the run's trainer and paths."""
+    pruned_dir = tmp_path / f"pruned-{fmt}"
+    assert main(["prune", str(tiny_model_dir), "--drop-layers", "4,7,10", "--format", fmt,
+                 "--output-dir", str(pruned_dir)]) == 0
+    out = tmp_path / f"lora-{fmt}"
+    train_args, sft_config, source = parse_train_args([
+        "--model", str(pruned_dir), "--plan", str(LORA_PLAN.save(tmp_path / "plan.json")), "--dataset", str(synthetic_json),
+        "--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0", "--dtype", dtype,
+        "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-2",
+        "--max_pixels", "16384", "--min_pixels", "1024", "--dataloader_pin_memory", "false", *extra])
+    return run_training(train_args, sft_config, source), pruned_dir, out
+
+
+@pytest.mark.parametrize("fmt", ["standard", "interlace"])
+def test_lora_on_the_tuned_layers_merges_into_a_plain_checkpoint(tiny_model_dir, synthetic_json, tmp_path, fmt):
+    """Adapters land only on the tuned layers' seven projections, at their positions in the PRUNED stack; the saved
+    model is a plain pruned checkpoint (no adapter files) that loads with from_pretrained and equals peft's own
+    merge_and_unload of the trained model; the adapter kept beside it reloads onto the pruned input."""
+    from peft import PeftModel
+
+    from interlace_hf.adapters import DEFAULT_LORA_TARGETS, adapter_layers
+
+    trainer, pruned_dir, out = lora_train(tiny_model_dir, synthetic_json, tmp_path, fmt, "--save_adapter")
+    kept = list(LORA_PLAN.kept_layers)
+    positions = [kept.index(t) for t in LORA_PLAN.tuned_layers]
+    assert positions == [3, 5, 7]  # original 9 sits at position 7
+    wrapped = adapter_layers(trainer.model)
+    expected = {f"model.language_model.layers.{p}.{part}.{proj}" for p in positions
+                for part, projs in (("self_attn", ("q_proj", "k_proj", "v_proj", "o_proj")),
+                                    ("mlp", ("gate_proj", "up_proj", "down_proj"))) for proj in projs}
+    assert {name.removeprefix("base_model.model.") for name in wrapped} == expected
+    assert len(DEFAULT_LORA_TARGETS) == 7
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+
+    assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").is_file()
+    saved = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32)
+    assert type(saved).__name__ == ("InterlaceQwen3VLForConditionalGeneration" if fmt == "interlace"
+                                    else "Qwen3VLForConditionalGeneration")
+    assert json.loads((out / "config.json").read_text())["interlace"]["kept_layers"] == kept
+    reference = trainer.model.merge_and_unload().state_dict()
+    before = AutoModelForImageTextToText.from_pretrained(pruned_dir, dtype=torch.float32).state_dict()
+    changed = set()
+    for name, tensor in saved.state_dict().items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0, msg=name)
+        if not torch.equal(tensor, before[name]):
+            changed.add(name)
+    assert changed == {f"{name}.weight" for name in expected}  # the adapters moved every projection they wrap
+    info = json.loads((out / "interlace_train.json").read_text())["lora"]
+    assert info["r"] == 4 and info["target_modules"] == list(DEFAULT_LORA_TARGETS) and info["adapter"] == "adapter"
+    assert "trained through LoRA adapters (rank 4, alpha 8" in (out / "README.md").read_text()
+
+    again = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(pruned_dir, dtype=torch.float32),
+                                      out / "adapter").merge_and_unload()
+    for name, tensor in again.state_dict().items():
+        torch.testing.assert_close(tensor, reference[name], rtol=1e-6, atol=1e-6, msg=name)
+
+
+def test_lora_in_bf16_under_distillation(tiny_model_dir, synthetic_json, tmp_path):
+    """bf16 storage: the adapters train in fp32 (peft), the frozen base stays bf16, the merged checkpoint is bf16 and
+    equals merge_and_unload; with the dense model as teacher the distillation terms are logged."""
+    trainer, _, out = lora_train(tiny_model_dir, synthetic_json, tmp_path, "standard", "--teacher", str(tiny_model_dir),
+                                 "--distill_hidden", "1.0", dtype="bfloat16")
+    adapters = {p.dtype for n, p in trainer.model.named_parameters() if p.requires_grad}
+    frozen = {p.dtype for n, p in trainer.model.named_parameters() if not p.requires_grad}
+    assert adapters == {torch.float32} and frozen == {torch.bfloat16}
+    logged = [entry for entry in trainer.state.log_history if "distill_kl" in entry]
+    assert logged and all(entry["distill_kl"] > 0 and entry["distill_hidden"] > 0 for entry in logged)
+    saved = AutoModelForImageTextToText.from_pretrained(out)
+    assert saved.dtype == torch.bfloat16
+    reference = trainer.model.merge_and_unload().state_dict()
+    for name, tensor in saved.state_dict().items():
+        assert torch.equal(tensor, reference[name]), name
+    info = json.loads((out / "interlace_train.json").read_text())
+    assert info["lora"]["adapter"] is None and info["distillation"]["teacher"] == str(tiny_model_dir)
+
+
+def test_lora_bad_input(tiny_model_dir, dataset, tmp_path):
+    from interlace_hf.adapters import config_for_plan, lora_config
+
+    model = pruned(tiny_model_dir)
+    with pytest.raises(ValueError, match="layers_to_transform=.0. disagrees with the plan"):
+        config_for_plan(lora_config().__class__(layers_to_transform=[0], target_modules=["q_proj"]), PLAN, model)
+    from peft import LoraConfig
+
+    with pytest.raises(ValueError, match=r"\['use_dora'\] are not supported"):
+        config_for_plan(LoraConfig(use_dora=True, target_modules=["q_proj"]), PLAN, model)
+    with pytest.raises(ValueError, match=r"Target modules \{'qkv'\} not found .* 'layers_to_transform': \[1, 3, 7\]"):
+        InterlaceSFTTrainer(model, PLAN, args=config(tmp_path), peft_config=lora_config(target_modules=["qkv"]),
+                            train_dataset=dataset)
+    with pytest.raises(ValueError, match="--save_adapter keeps the LoRA adapter"):
+        TrainArgs(model="m", dataset="d", save_adapter=True).validate()
+    with pytest.raises(ValueError, match="--tune_merger / --tune_lm_head need full fine-tuning"):
+        InterlaceSFTTrainer(pruned(tiny_model_dir), PLAN, args=config(tmp_path, tune_merger=True),
+                            peft_config=lora_config(), train_dataset=dataset)

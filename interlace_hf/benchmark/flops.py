@@ -234,7 +234,8 @@ def parameter_count(config: dict) -> dict:
 
 def training_step_flops(config: dict, *, tuned_positions, num_text_tokens: int, image_size: int,
                         activation_checkpointing: bool = True, full: bool = False,
-                        head_positions: int | None = None) -> dict:
+                        head_positions: int | None = None, adapters: bool = False,
+                        teacher_config: dict | None = None) -> dict:
     """Counted FLOPs of one training step on one image + text sample, the ideal a fine-tune's step is held against.
 
     Forward: everything (vision, every decoder layer, the head). Backward (~2x forward for a layer whose weights
@@ -250,10 +251,15 @@ def training_step_flops(config: dict, *, tuned_positions, num_text_tokens: int, 
         num_text_tokens, image_size: the sample (as in `prefill_flops`).
         head_positions: positions the head projects (default: every position; TRL's fused head on a GPU projects
             only the positions with a label).
+        adapters: LoRA on the tuned layers: their frozen weights only pass the gradient on (1x, like a frozen
+            layer); the adapters' own products are small and not counted.
+        teacher_config: distillation from this dense model: its forward without the head (vision and every decoder
+            layer), plus the KL's vocabulary projections at the `head_positions`: the teacher's and the student's
+            forward and the student's backward through its (frozen) head, 3x.
 
     Returns:
-        `{"forward", "recompute", "backward", "total"}` (ints); `total / forward` is the step's ideal cost in forward
-        passes.
+        `{"forward", "recompute", "backward", "teacher", "total"}` (ints); `total / forward` is the step's ideal cost
+        in forward passes of the student.
     """
     counted = prefill_flops(config, num_text_tokens, image_size)
     layer, layers = counted["decoder_per_layer"], counted["num_layers"]
@@ -270,5 +276,13 @@ def training_step_flops(config: dict, *, tuned_positions, num_text_tokens: int, 
                              f"{list(tuned_positions)!r}.")
         above = layers - tuned[0]  # the lowest tuned layer and everything above it
         recompute = above * layer if activation_checkpointing else 0
-        backward = head + (above - len(tuned)) * layer + 2 * len(tuned) * layer
-    return {"forward": forward, "recompute": recompute, "backward": backward, "total": forward + recompute + backward}
+        trained = 1 if adapters else 2
+        backward = head + (above - len(tuned)) * layer + trained * len(tuned) * layer
+    teacher = 0
+    if teacher_config is not None:
+        dense = prefill_flops(teacher_config, num_text_tokens, image_size)
+        positions = dense["sequence_length"] if head_positions is None else head_positions
+        teacher = dense["vision_total"] + dense["num_layers"] * dense["decoder_per_layer"] + \
+            3 * dense["lm_head"] * positions
+    return {"forward": forward, "recompute": recompute, "backward": backward, "teacher": teacher,
+            "total": forward + recompute + backward + teacher}

@@ -355,7 +355,7 @@ def test_training_step_flops(tiny_config_json):
     forward = vision + layers * layer + head
     plain = training_step_flops(config, tuned_positions=[], num_text_tokens=40, image_size=64, full=True,
                                 activation_checkpointing=False)
-    assert plain == {"forward": forward, "recompute": 0, "backward": 2 * forward, "total": 3 * forward}
+    assert plain == {"forward": forward, "recompute": 0, "backward": 2 * forward, "teacher": 0, "total": 3 * forward}
     full = training_step_flops(config, tuned_positions=[], num_text_tokens=40, image_size=64, full=True)
     assert full["total"] == 4 * forward - head
     # Tuned layers 3 and 6 of 8: recompute layers 3..7; backward: head, 3 frozen layers 1x, 2 tuned layers 2x.
@@ -369,6 +369,17 @@ def test_training_step_flops(tiny_config_json):
     assert ours["total"] - few_head["total"] == 2 * (head - 2 * one["lm_head"])
     with pytest.raises(ValueError, match="must be positions 0..7"):
         training_step_flops(config, tuned_positions=[8], num_text_tokens=40, image_size=64)
+    # LoRA: the tuned layers' frozen weights pass the gradient on once (1x), like the frozen layers around them.
+    lora = training_step_flops(config, tuned_positions=[6, 3], num_text_tokens=40, image_size=64, adapters=True)
+    assert ours["backward"] - lora["backward"] == 2 * layer
+    # Distillation from a dense model with 4 more layers: its forward without the head, and three head passes over
+    # the answer positions for the KL.
+    dense = dict(config, text_config=dict(config["text_config"], num_hidden_layers=12))
+    kd = training_step_flops(config, tuned_positions=[6, 3], num_text_tokens=40, image_size=64, head_positions=5,
+                             teacher_config=dense)
+    assert kd["teacher"] == vision + 12 * layer + 3 * 5 * one["lm_head"]
+    assert kd["total"] - kd["teacher"] == training_step_flops(config, tuned_positions=[6, 3], num_text_tokens=40,
+                                                              image_size=64, head_positions=5)["total"]
 
 
 def test_speedup_claims_need_stable_samples():
