@@ -574,3 +574,55 @@ class TestbedCompareArgs:
             raise ValueError(f"--sleb-loss must be `answers` or `all`, got {self.sleb_loss!r}.")
         if self.finetune_batch_size < 1 or self.calibration_samples < 1 or self.bench_repeats < 1:
             raise ValueError("--finetune-batch-size, --calibration-samples and --bench-repeats must be >= 1.")
+
+
+RECOVERY_METHODS = ["sft", "kd_logit", "kd_hidden", "kd_both", "lora"]
+
+
+@dataclass
+class TestbedRecoveryArgs:
+    """`interlace-hf testbed recovery`: one plan, several ways to recover from the pruning (the paper's SFT, distillation
+    from the dense model, LoRA), the same data and budget, over several seeds, compared pairwise against SFT."""
+
+    __test__ = False  # not a pytest class
+
+    output_dir: str = field(metadata={"positional": True, "help": "a directory written by `testbed train`"})
+    methods: list[str] = field(default_factory=lambda: list(RECOVERY_METHODS), metadata={
+        "help": "sft (the paper's), kd_logit (+ KL from the dense model), kd_hidden (+ hidden states), kd_both, "
+                "lora (LoRA on the tuned layers, merged)"})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={
+        "help": "seeds of the calibration and fine-tune data and of the trainer: each seed is a full pipeline run"})
+    strategy: str = field(default="interlace", metadata={"choices": TESTBED_STRATEGIES, "help": "the layer choice"})
+    drop_ratio: float = field(default=0.25, metadata={"help": "fraction of layers to drop"})
+    finetune_fraction: float = field(default=0.01, metadata={"help": "fine-tune set size, a fraction of the training "
+                                                                     "samples (paper: one percent)"})
+    finetune_learning_rate: float | None = field(default=None, metadata={
+        "help": "peak learning rate of SFT and the distillation runs (default: the testbed's training rate / 10)"})
+    lora_learning_rate: float | None = field(default=None, metadata={
+        "help": "peak learning rate of the LoRA run (default: 10x the fine-tune rate, TRL's LoRA guidance)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    distill_temperature: float = field(default=1.0, metadata={"help": "softmax temperature of the KL"})
+    finetune_batch_size: int = field(default=8, metadata={"help": "fine-tune samples per step"})
+    bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of the paired differences"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when there is one), cpu, cuda"})
+    results_dir: str | None = field(default=None, metadata={"help": "where to write (default: OUTPUT_DIR/recovery)"})
+
+    def validate(self) -> None:
+        unknown = [m for m in self.methods if m not in RECOVERY_METHODS]
+        if unknown or "sft" not in self.methods:
+            raise ValueError(f"--methods {self.methods}: choose from {' '.join(RECOVERY_METHODS)}, sft included "
+                             "(every other method is compared with it).")
+        if self.strategy not in TESTBED_STRATEGIES:
+            raise ValueError(f"--strategy must be one of {' '.join(TESTBED_STRATEGIES)}, got {self.strategy!r}.")
+        if not 0 < self.drop_ratio < 1 or not 0 < self.finetune_fraction <= 1:
+            raise ValueError(f"--drop-ratio ({self.drop_ratio}) must be in (0, 1) and --finetune-fraction "
+                             f"({self.finetune_fraction}) in (0, 1].")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct integers, e.g. 0 1 2; got {self.seeds}.")
+        for name in ("finetune_learning_rate", "lora_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{_flag(name)} must be > 0, got {value}.")
+        if self.lora_r < 1 or self.finetune_batch_size < 1 or self.bootstrap < 100 or self.distill_temperature <= 0:
+            raise ValueError("--lora-r and --finetune-batch-size must be >= 1, --bootstrap >= 100 and "
+                             "--distill-temperature > 0.")

@@ -16,9 +16,12 @@ def test_gpu_check_cpu_smoke(tmp_path):
                             capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     train = json.loads((out / "bench_train_tiny.json").read_text())
-    assert {"interlace", "full"} == set(train["modes"])
+    assert {"interlace", "kd", "lora", "full"} == set(train["modes"])
     interlace, full = train["modes"]["interlace"], train["modes"]["full"]
-    assert interlace["trainable"] < full["trainable"]
+    kd, lora = train["modes"]["kd"], train["modes"]["lora"]
+    assert lora["trainable"] < interlace["trainable"] == kd["trainable"] < full["trainable"]
+    assert kd["teacher_bytes"] > 0 and kd["flops"]["teacher"] > 0 and lora["tuned_moved_fraction"] > 0.9
+    assert train["ratios"]["ideal_step_kd_over_interlace"] > 1 > train["ratios"]["ideal_step_lora_over_interlace"]
     assert interlace["tuned_dtype"] == "torch.float32" and interlace["tuned_moved_fraction"] > 0.9
     assert 1 < interlace["ideal_flops_over_forward"] < full["ideal_flops_over_forward"] < 4
     assert train["ratios"]["ideal_step_interlace_over_full"] < 1

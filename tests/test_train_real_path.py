@@ -226,6 +226,31 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, syntheti
     assert json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
 
 
+def test_lora_with_distillation_resumes_to_the_same_model(tiny_model_dir, synthetic_json, tmp_path, caplog):
+    """LoRA + distillation, killed after its first checkpoint (an adapter and its optimizer state): the rerun resumes
+    from it and ends with the model an uninterrupted run makes."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ft"
+    extra = ("--use_peft", "--lora_dropout", "0", "--teacher", str(tiny_model_dir), "--distill_hidden", "1.0",
+             "--save_strategy", "steps", "--save_steps", "1", "--learning_rate", "1e-2")
+    assert train_cli(tiny_model_dir, synthetic_json, out, *extra) == 0
+    assert (out / "checkpoint-1" / "adapter_model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    reference = load_file(out / "model.safetensors")
+    for name in ("interlace_train.json", "model.safetensors", "README.md"):
+        (out / name).unlink()
+    shutil.rmtree(out / "checkpoint-2")
+    caplog.clear()
+    assert train_cli(tiny_model_dir, synthetic_json, out, *extra) == 0
+    assert f"resuming from {out / 'checkpoint-1'}" in caplog.text
+    resumed = load_file(out / "model.safetensors")
+    assert resumed.keys() == reference.keys()
+    for name, tensor in resumed.items():
+        torch.testing.assert_close(tensor, reference[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_push_during_training_two_saves(hub, tiny_model_dir, synthetic_json, tmp_path):
     """Two checkpoint saves push twice during training, then the final model: every revision has the plan, the recipe
     and the trainer's tags, and the token is in no file."""

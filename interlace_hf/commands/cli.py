@@ -20,6 +20,7 @@ from ..args import (
     SimilarityArgs,
     SyntheticArgs,
     TestbedCompareArgs,
+    TestbedRecoveryArgs,
     TestbedTrainArgs,
     TinyArgs,
     VerifyArgs,
@@ -212,6 +213,18 @@ def _cmd_testbed_compare(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_testbed_recovery(ns: argparse.Namespace) -> int:
+    from ..testbed.recovery import run_recovery
+    from ..testbed.report import format_recovery_table
+
+    args = from_namespace(TestbedRecoveryArgs, ns)
+    results = run_recovery(args)
+    print(f"{args.strategy} at {100 * args.drop_ratio:.0f}% drop; relative performance = accuracy / the dense "
+          f"model's ({100 * results['dense_accuracy']:.1f}%):")
+    print(format_recovery_table(results))
+    return 0
+
+
 def _add_command(subparsers, name: str, args_class: type, func) -> None:
     """One subcommand: its flags are the fields of `args_class`, its help the class docstring."""
     summary = args_class.__doc__.split(":", 1)[1].strip()
@@ -247,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     testbed_sub = testbed.add_subparsers(dest="testbed_command", metavar="TESTBED_COMMAND", required=True)
     _add_command(testbed_sub, "train", TestbedTrainArgs, _cmd_testbed_train)
     _add_command(testbed_sub, "compare", TestbedCompareArgs, _cmd_testbed_compare)
+    _add_command(testbed_sub, "recovery", TestbedRecoveryArgs, _cmd_testbed_recovery)
     run = sub.add_parser("run", help="the whole method from one recipe: data -> ... -> card (-> push)",
                          description="the whole method from one recipe, resumable stage by stage")
     run.add_argument("--config", required=True, help="a run recipe (see recipes/run/)")

@@ -148,8 +148,12 @@ class Comparison:
             prune_and_save(load_model(str(self.model_dir)), plan, str(self.model_dir), directory, overwrite=True)
         return directory
 
-    def finetuned(self, model: Path, name: str, plan_file: Path | None = None) -> Path:
-        """The INTERLACE fine-tune (`train.run_training`, `InterlaceSFTTrainer`) of `model`'s tuned layers."""
+    def finetuned(self, model: Path, name: str, plan_file: Path | None = None, *, learning_rate: float | None = None,
+                  train_options: dict | None = None, config_options: dict | None = None) -> Path:
+        """The INTERLACE fine-tune (`train.run_training`, `InterlaceSFTTrainer`) of `model`'s tuned layers.
+
+        `train_options` / `config_options` are further `TrainArgs` / `InterlaceSFTConfig` fields (a teacher, LoRA,
+        distillation weights); `learning_rate` replaces the comparison's fine-tune rate."""
         import torch
 
         from ..args import TrainArgs
@@ -160,14 +164,14 @@ class Comparison:
         if (directory / "interlace_train.json").is_file():
             return directory
         train_args = TrainArgs(model=str(model), dataset=str(self.finetune_data()),
-                               plan=str(plan_file) if plan_file else None)
+                               plan=str(plan_file) if plan_file else None, **(train_options or {}))
         config = InterlaceSFTConfig(
-            output_dir=str(directory), learning_rate=self.ft_lr, per_device_train_batch_size=self.args.finetune_batch_size,
+            output_dir=str(directory), learning_rate=learning_rate or self.ft_lr, per_device_train_batch_size=self.args.finetune_batch_size,
             gradient_accumulation_steps=1, num_train_epochs=1.0, seed=self.args.seed, data_seed=self.args.seed,
             save_strategy="no", logging_steps=5, report_to="none", disable_tqdm=True,
             use_cpu=self.device == "cpu", bf16=bool(self.device.startswith("cuda") and torch.cuda.is_bf16_supported()),
             # the testbed was trained at its own image sizes; keep them (they are inside the paper's bounds anyway)
-            min_pixels=32 * 32, max_pixels=128 * 128,
+            min_pixels=32 * 32, max_pixels=128 * 128, **(config_options or {}),
         )
         run_training(train_args, config)
         return directory

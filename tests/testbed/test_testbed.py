@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from interlace_hf.args import TESTBED_STRATEGIES, TestbedCompareArgs, TestbedTrainArgs
+from interlace_hf.args import TESTBED_STRATEGIES, TestbedCompareArgs, TestbedRecoveryArgs, TestbedTrainArgs
 from interlace_hf.commands.cli import main
 from interlace_hf.testbed.compare import Comparison, run_compare
 from interlace_hf.testbed import model as testbed_model
@@ -212,3 +212,53 @@ def test_testbed_config_keeps_qwen3_vl_structure():
     assert config.vision_config.out_hidden_size == text.hidden_size
     assert config.vision_config.deepstack_visual_indexes == [1, 2, 3]
     assert SIZES["base"].text_layers == 24 and set(SIZES["base"].tasks) == set(ALL_TASKS)
+
+
+def test_paired_bootstrap():
+    """The paired difference of the mean-over-types accuracy, its interval over resampled seeds and questions."""
+    from interlace_hf.testbed.report import paired_bootstrap
+
+    tasks = ["count"] * 4 + ["shape"] * 2
+    same = [[1, 0, 1, 0, 1, 0], [0, 0, 1, 1, 1, 1]]
+    assert paired_bootstrap(same, same, tasks, resamples=200) == {"mean": 0.0, "low": 0.0, "high": 0.0,
+                                                                 "per_seed": [0.0, 0.0]}
+    better = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
+    worse = [[1, 1, 0, 0, 1, 1], [1, 1, 1, 1, 0, 0]]
+    stats = paired_bootstrap(better, worse, tasks, resamples=500)
+    # seed 0: count +0.5, shape 0 -> 0.25; seed 1: count 0, shape +1 -> 0.5 (each type weighs the same)
+    assert stats["per_seed"] == [0.25, 0.5] and stats["mean"] == pytest.approx(0.375)
+    assert 0 <= stats["low"] < stats["mean"] < stats["high"] <= 1
+    with pytest.raises(ValueError, match="expected seeds x 6 questions"):
+        paired_bootstrap([[1, 0]], [[1, 1]], tasks)
+
+
+def test_recovery_compares_methods_pairwise_and_resumes(trained, capsys):
+    """`testbed recovery`: for each seed, one pruned model, each method fine-tuned on the same data; every row has
+    every question's score, the summary pairs each method with SFT, and a rerun recomputes nothing."""
+    from interlace_hf.testbed.recovery import run_recovery
+
+    path, _ = trained
+    args = TestbedRecoveryArgs(output_dir=str(path), methods=["sft", "kd_both", "lora"], seeds=[0, 1], bootstrap=200)
+    results = run_recovery(args)
+    assert [(r["seed"], r["method"]) for r in results["rows"]] == [
+        (s, m) for s in (0, 1) for m in ("none", "sft", "kd_both", "lora")]
+    rows = path / "recovery" / "seed-0" / "rows"
+    cached = json.loads((rows / "25pc-interlace-kd_both.json").read_text())
+    assert len(cached["scores"]) == 12 and cached["learning_rate"] == pytest.approx(results["rows"][1]["learning_rate"])
+    lora = json.loads((rows / "25pc-interlace-lora.json").read_text())
+    assert lora["learning_rate"] == pytest.approx(10 * cached["learning_rate"])
+    assert not (path / "recovery" / "seed-0" / "finetuned" / "25pc-interlace-lora").exists()  # scores kept, weights not
+    summary = {entry["method"]: entry for entry in results["summary"]}
+    assert "vs_sft" not in summary["sft"] and len(summary["lora"]["relative"]) == 2
+    for method in ("none", "kd_both", "lora"):
+        versus = summary[method]["vs_sft"]
+        assert versus["low"] <= versus["mean"] <= versus["high"] and len(versus["per_seed"]) == 2
+    markdown = (path / "recovery" / "results.md").read_text()
+    assert markdown.startswith("| Method | Relative performance, mean of 2 seeds |") and "LoRA (merged)" in markdown
+    stamps = {p: p.stat().st_mtime_ns for p in (path / "recovery").rglob("rows/*.json")}
+    assert main(["testbed", "recovery", str(path), "--methods", "sft", "kd_both", "lora", "--seeds", "0", "1",
+                 "--bootstrap", "200"]) == 0
+    assert "SFT + KD logits + hidden" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (path / "recovery").rglob("rows/*.json")} == stamps
+    assert main(["testbed", "recovery", str(path), "--methods", "lora"]) == 2
+    assert "sft included" in capsys.readouterr().err

@@ -1,0 +1,153 @@
+"""`interlace-hf testbed recovery OUT`: one plan, several ways to recover from the pruning, compared pairwise.
+
+For every seed, the whole pipeline runs once through `compare`'s stages (calibration and fine-tune data drawn with
+that seed, similarities, the plan, the pruned checkpoint); then each recovery method fine-tunes that same pruned model
+on the same data with the same budget (one epoch, batch 8, the trainer seeded alike):
+
+- `sft`: the paper's supervised fine-tune of the tuned layers;
+- `kd_logit`, `kd_hidden`, `kd_both`: the same plus distillation from the dense testbed model (the KL on the answer
+  tokens, the hidden-state loss after each tuned layer, or both, each at weight 1);
+- `lora`: LoRA on the tuned layers' projections instead of the layers themselves, merged at the end.
+
+Every model answers the same held-out questions, so each method's difference from SFT is paired, question by question
+and seed by seed. Its confidence interval comes from a bootstrap that resamples both the seeds and the questions
+(within each task type, as the accuracy is the mean over task types). Each finished row is cached; a rerun skips it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..args import TestbedCompareArgs, TestbedRecoveryArgs
+from ..utils.fileio import write_json_atomic
+from ..version import package_versions
+from .model import TESTBED_FILE, command_line, evaluate_accuracy, manifest_path
+from .report import format_recovery_table, paired_bootstrap, ratio_label
+
+logger = logging.getLogger(__name__)
+
+RECOVERY_FORMAT = "interlace-hf-testbed-recovery/1"
+METHOD_LABELS = {"none": "no fine-tune", "sft": "SFT (the paper's)", "kd_logit": "SFT + KD logits",
+                 "kd_hidden": "SFT + KD hidden states", "kd_both": "SFT + KD logits + hidden", "lora": "LoRA (merged)"}
+
+
+def method_settings(method: str, args: TestbedRecoveryArgs, teacher: str) -> tuple[dict, dict, float | None]:
+    """(`TrainArgs` fields, `InterlaceSFTConfig` fields, learning rate or None for the fine-tune rate) of a method."""
+    distill = {"kd_logit": (1.0, 0.0), "kd_hidden": (0.0, 1.0), "kd_both": (1.0, 1.0)}
+    if method == "sft":
+        return {}, {}, None
+    if method in distill:
+        alpha, hidden = distill[method]
+        return ({"teacher": teacher},
+                {"distill_alpha": alpha, "distill_hidden": hidden, "distill_temperature": args.distill_temperature},
+                None)
+    if method == "lora":
+        return ({"use_peft": True, "lora_r": args.lora_r, "lora_alpha": 2 * args.lora_r, "lora_dropout": 0.05}, {},
+                args.lora_learning_rate)
+    raise ValueError(f"unknown recovery method {method!r}")
+
+
+class Recovery:
+    """Runs every (seed, method) row; each row's result (with every question's score) is cached as it finishes."""
+
+    def __init__(self, args: TestbedRecoveryArgs):
+        args.validate()
+        self.args = args
+        self.out = Path(args.output_dir)
+        if not (self.out / TESTBED_FILE).is_file() or not (self.out / "model" / "config.json").is_file():
+            raise ValueError(f"{str(self.out)!r} is not a trained testbed (no {TESTBED_FILE} / model); run "
+                             f"`interlace-hf testbed train {self.out}` first.")
+        self.results_dir = Path(args.results_dir) if args.results_dir else self.out / "recovery"
+        self.heldout = manifest_path(self.out / "data" / "heldout")
+
+    def comparison(self, seed: int):
+        from .compare import Comparison
+
+        a = self.args
+        return Comparison(TestbedCompareArgs(
+            output_dir=a.output_dir, drop_ratios=[a.drop_ratio], strategies=[a.strategy], seed=seed,
+            finetune_fraction=a.finetune_fraction, finetune_learning_rate=a.finetune_learning_rate,
+            finetune_batch_size=a.finetune_batch_size, device=a.device,
+            results_dir=str(self.results_dir / f"seed-{seed}")))
+
+    def _evaluate(self, model_dir: Path, device: str) -> dict:
+        result = evaluate_accuracy(model_dir, self.heldout, device=device, item_scores=True)
+        return {"accuracy": result["accuracy"], "per_type": result["per_type"], "n": result["n"],
+                "scores": result["scores"]}
+
+    def run(self) -> dict:
+        from tqdm.auto import tqdm
+
+        a = self.args
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        rows: list[dict] = []
+        bar = tqdm(total=len(a.seeds) * (len(a.methods) + 1), desc="testbed recovery", unit="row")
+        dense = None
+        for seed in a.seeds:
+            comparison = self.comparison(seed)
+            if dense is None:
+                dense = comparison.row("dense", lambda: self._evaluate(comparison.model_dir, comparison.device))
+            model = comparison.pruned(a.strategy, a.drop_ratio)
+            plan = comparison.plan(a.strategy, a.drop_ratio)
+            key = f"{ratio_label(a.drop_ratio)}-{a.strategy}"
+            for method in ["none", *a.methods]:
+                bar.set_postfix_str(f"seed {seed}: {method}")
+
+                def compute(method=method):
+                    if method == "none":
+                        return self._evaluate(model, comparison.device)
+                    train_options, config_options, lr = method_settings(method, a, str(comparison.model_dir))
+                    if method == "lora" and lr is None:
+                        lr = 10 * comparison.ft_lr
+                    directory = comparison.finetuned(model, f"{key}-{method}", learning_rate=lr,
+                                                     train_options=train_options, config_options=config_options)
+                    row = self._evaluate(directory, comparison.device)
+                    row["learning_rate"] = lr or comparison.ft_lr
+                    shutil.rmtree(directory, ignore_errors=True)  # the scores are what matters
+                    return row
+
+                row = comparison.row(f"{key}-{method}", compute)
+                rows.append({"seed": seed, "method": method, "dropped_layers": list(plan.dropped_layers),
+                             "tuned_layers": list(plan.tuned_layers), **row})
+                bar.update()
+        bar.close()
+        results = self.summarise(dense, rows)
+        write_json_atomic(self.results_dir / "results.json", results)
+        (self.results_dir / "results.md").write_text(format_recovery_table(results) + "\n")
+        return results
+
+    def summarise(self, dense: dict, rows: list[dict]) -> dict:
+        a = self.args
+        tasks = [record["task"] for record in json.loads(self.heldout.read_text())]
+        by = {(r["seed"], r["method"]): r for r in rows}
+        summary = []
+        for method in ["none", *a.methods]:
+            mine = [by[(s, method)] for s in a.seeds]
+            entry = {"method": method, "label": METHOD_LABELS[method],
+                     "relative": [r["accuracy"] / dense["accuracy"] for r in mine],
+                     "seconds": [r.get("seconds") for r in mine]}
+            if method != "sft":
+                sft = [by[(s, "sft")]["scores"] for s in a.seeds]
+                stats = paired_bootstrap([r["scores"] for r in mine], sft, tasks, resamples=a.bootstrap, seed=0)
+                entry["vs_sft"] = {k: (v / dense["accuracy"] if isinstance(v, float) else
+                                       [x / dense["accuracy"] for x in v]) for k, v in stats.items()}
+            summary.append(entry)
+        return {
+            "format": RECOVERY_FORMAT,
+            "dense_accuracy": dense["accuracy"],
+            "settings": {**dataclasses.asdict(a), "device": self.comparison(a.seeds[0]).device},
+            "summary": summary,
+            "rows": [{k: v for k, v in r.items() if k != "scores"} for r in rows],
+            "versions": package_versions("torch", "transformers", "trl", "peft"),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command_line("recovery", a, always=("methods", "seeds")),
+        }
+
+
+def run_recovery(args: TestbedRecoveryArgs) -> dict:
+    return Recovery(args).run()
