@@ -105,8 +105,6 @@ def merged_state_dict(peft_model, state_dict: dict, adapter: str = "default") ->
     `state_dict` is keyed like `peft_model.state_dict()` (`base_model.model.` ... `.base_layer.weight`); under ZeRO-3
     it is the gathered one (`accelerator.get_state_dict`), which only the main process holds.
     """
-    import torch
-
     prefix = "base_model.model."
     merged = {}
     for name, module in adapter_layers(peft_model).items():
