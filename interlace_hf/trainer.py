@@ -90,9 +90,10 @@ class InterlaceSFTConfig(SFTConfig):
     min_pixels: int = field(default=784, metadata={"help": "min image pixels for the processor (paper: 784)"})
     distill_alpha: float = field(default=1.0, metadata={
         "help": "with a teacher: weight of the KL divergence from the teacher's next-token distribution on the answer "
-                "tokens (provisional default, not yet measured on the testbed)"})
+                "tokens (default: both terms at 1, the best point estimate on the testbed; see "
+                "docs/results-testbed.md)"})
     distill_temperature: float = field(default=1.0, metadata={"help": "with a teacher: softmax temperature of the KL"})
-    distill_hidden: float = field(default=0.0, metadata={
+    distill_hidden: float = field(default=1.0, metadata={
         "help": "with a teacher: weight of the hidden-state loss (1 - cosine) after each tuned layer, against the "
                 "teacher's state at the same point of the dense stack"})
 
@@ -410,6 +411,10 @@ class InterlaceSFTTrainer(SFTTrainer):
                 raise ValueError("--use_peft puts LoRA adapters on the tuned layers only; --tune_merger / "
                                  "--tune_lm_head need full fine-tuning (drop --use_peft, or those flags).")
             peft_config = config_for_plan(peft_config, plan, model)
+            if args.learning_rate <= PAPER_DEFAULTS["learning_rate"]:
+                logger.warning("--use_peft at learning rate %g (the paper's rate for training the layers themselves): "
+                               "LoRA adapters usually need about 10x more (TRL's LoRA guidance; the testbed comparison "
+                               "ran LoRA at 10x the SFT rate); set --learning_rate.", args.learning_rate)
             if args.push_to_hub and str(getattr(args.hub_strategy, "value", args.hub_strategy)) != "end":
                 # A checkpoint holds the adapter only; the repo gets the merged model once, at the end.
                 logger.warning("--use_peft: the model is pushed once, merged, when training ends (hub_strategy "
