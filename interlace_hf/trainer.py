@@ -419,7 +419,9 @@ class InterlaceSFTTrainer(SFTTrainer):
                 # A checkpoint holds the adapter only; the repo gets the merged model once, at the end.
                 logger.warning("--use_peft: the model is pushed once, merged, when training ends (hub_strategy "
                                "'end'); checkpoints hold the adapter only and are not pushed.")
-                args.hub_strategy = "end"
+                from transformers.trainer_utils import HubStrategy
+
+                args.hub_strategy = HubStrategy.END
         self.student = model  # the model itself: under peft, the base inside the PeftModel (adapters injected)
         cut = lowest_trainable_position(model, plan, tune_merger=args.tune_merger)
         callbacks = list(kwargs.pop("callbacks", None) or [])
@@ -538,7 +540,11 @@ class InterlaceSFTTrainer(SFTTrainer):
         if self.uses_peft and not _internal_call:
             self.save_merged(output_dir)
             if self.args.push_to_hub:
-                self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+                # Not Trainer.push_to_hub: it saves (the adapter, under peft) into output_dir before uploading it.
+                if Path(output_dir or self.args.output_dir).resolve() != Path(self.args.output_dir).resolve():
+                    logger.warning("push_to_hub uploads output_dir (%s), not %s.", self.args.output_dir, output_dir)
+                self.create_model_card()
+                self.push_final()
             return
         super().save_model(output_dir, _internal_call=_internal_call)
 

@@ -251,6 +251,27 @@ def test_lora_with_distillation_resumes_to_the_same_model(tiny_model_dir, synthe
         torch.testing.assert_close(tensor, reference[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def test_lora_pushes_the_merged_model_once(hub, tiny_model_dir, synthetic_json, tmp_path):
+    """With --use_peft, checkpoints hold adapters, so nothing is pushed mid-run: the repo gets the merged model, with
+    its plan and card, at the end, and no adapter file that would make `from_pretrained` treat it as an adapter."""
+    out = tmp_path / "ft"
+    assert train_cli(tiny_model_dir, synthetic_json, out, "--use_peft", "--save_strategy", "steps", "--save_steps", "1",
+                     "--push_to_hub", "true", "--hub_model_id", "alice/ft-lora", "--hub_token", TOKEN,
+                     "--learning_rate", "1e-3") == 0
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=TOKEN)
+    messages = [c.title for c in api.list_repo_commits("alice/ft-lora")]
+    assert not any("Training in progress" in m for m in messages), messages
+    files = set(api.list_repo_files("alice/ft-lora"))
+    assert {"model.safetensors", "config.json", "plan.json", "README.md", "interlace_train.json"} <= files
+    assert not any(f.startswith("adapter_") or f.startswith("checkpoint-") for f in files), files
+    path = Path(snapshot_download("alice/ft-lora", token=TOKEN, cache_dir=tmp_path / "cache"))
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    assert type(model).__name__.endswith("ForConditionalGeneration") and not hasattr(model, "peft_config")
+    assert "trained through LoRA adapters (rank 16, alpha 32" in (path / "README.md").read_text()
+
+
 def test_push_during_training_two_saves(hub, tiny_model_dir, synthetic_json, tmp_path):
     """Two checkpoint saves push twice during training, then the final model: every revision has the plan, the recipe
     and the trainer's tags, and the token is in no file."""
