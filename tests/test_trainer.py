@@ -422,7 +422,8 @@ def lora_train(tiny_model_dir, synthetic_json, tmp_path, fmt, *extra, dtype="flo
 
 
 @pytest.mark.parametrize("fmt", ["standard", "interlace"])
-def test_lora_on_the_tuned_layers_merges_into_a_plain_checkpoint(tiny_model_dir, synthetic_json, tmp_path, fmt):
+def test_lora_on_the_tuned_layers_merges_into_a_plain_checkpoint(tiny_model_dir, synthetic_json, tmp_path, fmt,
+                                                                  caplog):
     """Adapters land only on the tuned layers' seven projections, at their positions in the PRUNED stack; the saved
     model is a plain pruned checkpoint (no adapter files) that loads with from_pretrained and equals peft's own
     merge_and_unload of the trained model; the adapter kept beside it reloads onto the pruned input."""
@@ -442,6 +443,8 @@ def test_lora_on_the_tuned_layers_merges_into_a_plain_checkpoint(tiny_model_dir,
     assert len(DEFAULT_LORA_TARGETS) == 7
     trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
     assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
+    count = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    assert f"trainable {count:,} / " in caplog.text and "LoRA r=4 on" in caplog.text  # counted after wrapping
 
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").is_file()
     saved = AutoModelForImageTextToText.from_pretrained(out, dtype=torch.float32)
