@@ -339,7 +339,8 @@ class SyntheticArgs:
     seed: int = field(default=0, metadata={"help": "random seed; the same seed gives the same set"})
     image_size: int = field(default=64, metadata={"help": "image side in pixels (shape tasks)"})
     tasks: list[str] | None = field(default=None, metadata={
-        "help": "task types: count colour shape bar_tallest bar_value text (default: all)"})
+        "help": "task types: count colour shape bar_tallest bar_value text (default: these six), and the "
+                "two-step count_colour relation bar_second bar_compare"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty OUTPUT_DIR"})
 
 
@@ -528,7 +529,8 @@ class TestbedTrainArgs:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}.")
         if self.num_eval < 6:
             raise ValueError(f"--num-eval must be >= 6 (one question per task type at least), got {self.num_eval}.")
-        known = ["count", "colour", "shape", "bar_tallest", "bar_value", "text"]  # interlace_hf.datasets.synthetic.TASKS
+        known = ["count", "colour", "shape", "bar_tallest", "bar_value", "text",  # interlace_hf.datasets.synthetic
+                 "count_colour", "relation", "bar_second", "bar_compare"]        # .ALL_TASK_TYPES
         unknown = [t for t in self.tasks or [] if t not in known]
         if unknown or self.tasks == []:
             raise ValueError(f"--tasks {unknown or '(none)'}: choose task types from {' '.join(known)}.")

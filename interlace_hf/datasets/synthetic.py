@@ -7,6 +7,14 @@ Task types (each record's `task` field):
   value printed above its bar ("Which bar is tallest?", "What is the value of bar B?").
 - `text`: one lowercase word rendered in black ("What word is written in the image?").
 
+Compositional types (two steps each; opt-in through `tasks`, so the default draw and every seeded set stay as they
+were):
+- `count_colour`: count only the shapes of one colour ("How many red shapes are in the picture?"; 0 when none is).
+- `relation`: find a shape, then its neighbour in the grid, then that neighbour's colour ("What colour is the shape
+  right of the circle?"); the shape asked about is the only one of its kind in the picture.
+- `bar_second`: order the bars, then name the second ("Which bar is second tallest?").
+- `bar_compare`: find two bars, then compare them ("Is bar A taller than bar C?", yes or no).
+
 Shape images are `image_size` square; charts are `max(image_size, 128)` square and text images
 `max(image_size, 128)` x half that, so their labels stay legible. Labels and words use PIL's default font.
 """
@@ -28,7 +36,9 @@ MANIFEST = "synthetic.json"
 SHAPE_TASKS = ("count", "colour", "shape")
 CHART_TASKS = ("bar_tallest", "bar_value")
 TEXT_TASKS = ("text",)
-TASKS = SHAPE_TASKS + CHART_TASKS + TEXT_TASKS
+TASKS = SHAPE_TASKS + CHART_TASKS + TEXT_TASKS  # the default draw
+COMPOSITIONAL_TASKS = ("count_colour", "relation", "bar_second", "bar_compare")
+ALL_TASK_TYPES = TASKS + COMPOSITIONAL_TASKS
 
 # Bar charts: one bar colour (nothing else in the chart has it), values 1..MAX_BAR_VALUE, bars labelled A, B, ...
 BAR_COLOUR = (40, 70, 220)
@@ -58,19 +68,30 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _shapes_record(rng: random.Random, kind: str, image_size: int):
-    """1-4 non-overlapping shapes and one question about them (colour, count or shape)."""
+def _grid_objects(rng: random.Random, least: int = 1) -> list[tuple[str, str, int]]:
+    """`least`-4 (shape, colour, cell) in a 2x2 grid (cells 0 1 / 2 3), which keeps shapes apart."""
+    count = rng.randint(least, 4)
+    cells = rng.sample(range(4), count)
+    return [(rng.choice(SHAPES), rng.choice(list(COLOURS)), cell) for cell in cells]
+
+
+def _draw_grid(objects, image_size: int):
     from PIL import Image, ImageDraw
 
-    count = rng.randint(1, 4)
-    cells = rng.sample(range(4), count)  # a 2x2 grid keeps shapes apart
-    objects = [(rng.choice(SHAPES), rng.choice(list(COLOURS)), cell) for cell in cells]
     image = Image.new("RGB", (image_size, image_size), "white")
     draw = ImageDraw.Draw(image)
     half = image_size // 2
     for shape, colour, cell in objects:
         x, y = (cell % 2) * half, (cell // 2) * half
         _draw(draw, shape, (x + 4, y + 4, x + half - 4, y + half - 4), COLOURS[colour])
+    return image
+
+
+def _shapes_record(rng: random.Random, kind: str, image_size: int):
+    """1-4 non-overlapping shapes and one question about them (colour, count or shape)."""
+    objects = _grid_objects(rng)
+    count = len(objects)
+    image = _draw_grid(objects, image_size)
     shape, colour, _ = objects[0]
     if kind == "count":
         question, answer = "How many shapes are in the picture?", str(count)
@@ -81,6 +102,31 @@ def _shapes_record(rng: random.Random, kind: str, image_size: int):
         question = f"What shape is {colour}?"
         answer = ", ".join(sorted({s for s, c, _ in objects if c == colour}))
     return image, question, answer
+
+
+# Grid neighbours: cell -> the cell in that direction (cells 0 1 / 2 3).
+_NEIGHBOURS = {"right of": {0: 1, 2: 3}, "left of": {1: 0, 3: 2}, "below": {0: 2, 1: 3}, "above": {2: 0, 3: 1}}
+
+
+def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int):
+    """A two-step question about 1-4 (or, for `relation`, 2-4) shapes: count by colour, or a neighbour's colour."""
+    if kind == "count_colour":
+        objects = _grid_objects(rng)
+        present = [c for _, c, _ in objects]
+        colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(list(COLOURS))  # 0 sometimes
+        answer = str(present.count(colour))
+        return _draw_grid(objects, image_size), f"How many {colour} shapes are in the picture?", answer
+    while True:  # a picture where some shape is unique and has a neighbour
+        objects = _grid_objects(rng, least=2)
+        by_cell = {cell: (shape, colour) for shape, colour, cell in objects}
+        shapes = [shape for shape, _, _ in objects]
+        choices = [(shape, cell, direction, by_cell[neighbours[cell]][1])
+                   for shape, _, cell in objects if shapes.count(shape) == 1
+                   for direction, neighbours in _NEIGHBOURS.items() if neighbours.get(cell) in by_cell]
+        if choices:
+            shape, _, direction, answer = rng.choice(choices)
+            question = f"What colour is the shape {direction} the {shape}?"
+            return _draw_grid(objects, image_size), question, answer
 
 
 def bar_chart_geometry(side: int, num_bars: int) -> dict:
@@ -124,6 +170,12 @@ def _chart_record(rng: random.Random, kind: str, image_size: int):
     image = draw_bar_chart(values, max(image_size, MIN_LEGIBLE_SIZE))
     if kind == "bar_tallest":
         return image, "Which bar is tallest?", BAR_LABELS[values.index(max(values))]
+    if kind == "bar_second":
+        return image, "Which bar is second tallest?", BAR_LABELS[values.index(sorted(values)[-2])]
+    if kind == "bar_compare":
+        first, second = rng.sample(range(num_bars), 2)
+        question = f"Is bar {BAR_LABELS[first]} taller than bar {BAR_LABELS[second]}?"
+        return image, question, "yes" if values[first] > values[second] else "no"
     asked = rng.randrange(num_bars)
     return image, f"What is the value of bar {BAR_LABELS[asked]}?", str(values[asked])
 
@@ -154,7 +206,9 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
     kind = rng.choice(list(tasks))
     if kind in SHAPE_TASKS:
         image, question, answer = _shapes_record(rng, kind, image_size)
-    elif kind in CHART_TASKS:
+    elif kind in ("count_colour", "relation"):
+        image, question, answer = _compositional_shapes_record(rng, kind, image_size)
+    elif kind in CHART_TASKS + ("bar_second", "bar_compare"):
         image, question, answer = _chart_record(rng, kind, image_size)
     else:
         image, question, answer = _text_record(rng, kind, image_size)
@@ -188,9 +242,10 @@ def make_synthetic(output_dir: str | Path, num: int = 200, seed: int = 0, image_
     if image_size < 32:
         raise ValueError(f"--image-size must be >= 32 pixels, got {image_size}.")
     tasks = TASKS if tasks is None else tuple(dict.fromkeys(tasks))
-    unknown = [task for task in tasks if task not in TASKS]
+    unknown = [task for task in tasks if task not in ALL_TASK_TYPES]
     if unknown or not tasks:
-        raise ValueError(f"--tasks {list(tasks)} must be a non-empty subset of {list(TASKS)}; unknown: {unknown}.")
+        raise ValueError(f"--tasks {list(tasks)} must be a non-empty subset of {list(ALL_TASK_TYPES)}; unknown: "
+                         f"{unknown}.")
     rng = random.Random(seed)
     with atomic_output_dir(output_dir, overwrite, flag="OUT") as staging:
         (staging / "images").mkdir()

@@ -10,6 +10,7 @@ from interlace_hf.datasets.synthetic import (
     BAR_LABELS,
     COLOURS,
     MIN_LEGIBLE_SIZE,
+    COMPOSITIONAL_TASKS,
     TASKS,
     WORDS,
     bar_chart_geometry,
@@ -18,19 +19,23 @@ from interlace_hf.datasets.synthetic import (
 )
 
 
-def read_shapes(image: Image.Image) -> list[tuple[str, str]]:
-    """(shape, colour) per filled cell of a 64-pixel shapes image, from its pixels: a square fills its 24x24 box,
-    a circle about 79% of it, a triangle about half."""
-    found = []
-    for y in (0, 32):
-        for x in (0, 32):
-            colours = {colour: count for count, colour in image.crop((x, y, x + 32, y + 32)).getcolors(4096)}
-            drawn = [(colours.get(rgb, 0), name) for name, rgb in COLOURS.items()]
-            count, colour = max(drawn)
-            if count:
-                fill = count / (24 * 24)
-                found.append(("square" if fill > 0.95 else "circle" if fill > 0.65 else "triangle", colour))
+def read_grid(image: Image.Image) -> dict[int, tuple[str, str]]:
+    """cell (0 1 / 2 3) -> (shape, colour) of a 64-pixel shapes image, from its pixels: a square fills its 24x24
+    box, a circle about 79% of it, a triangle about half."""
+    found = {}
+    for cell in range(4):
+        x, y = (cell % 2) * 32, (cell // 2) * 32
+        colours = {colour: count for count, colour in image.crop((x, y, x + 32, y + 32)).getcolors(4096)}
+        count, colour = max((colours.get(rgb, 0), name) for name, rgb in COLOURS.items())
+        if count:
+            fill = count / (24 * 24)
+            found[cell] = ("square" if fill > 0.95 else "circle" if fill > 0.65 else "triangle", colour)
     return found
+
+
+def read_shapes(image: Image.Image) -> list[tuple[str, str]]:
+    """(shape, colour) per filled cell, in cell order."""
+    return list(read_grid(image).values())
 
 
 def read_bars(image: Image.Image) -> list[int]:
@@ -140,3 +145,36 @@ def test_data_cli_prepare_on_a_local_copy(tmp_path, capsys):
     assert [r.turns[0] for r in records] == [("q0", "a0"), ("q1", "a1"), ("q2", "a2")]
     assert main(["data", "prepare", "--dataset", str(local), "--fraction", "0", "--output-dir", str(tmp_path / "x")]) == 2
     assert "fraction" in capsys.readouterr().err
+
+
+def test_compositional_tasks_answer_what_the_pixels_show(tmp_path):
+    """The two-step task types, read back from the images: count by colour (0 included), a unique shape's neighbour's
+    colour, the second tallest bar, and which of two bars is taller; opt-in, so the default draw is unchanged."""
+    path = make_synthetic(tmp_path / "comp", num=120, seed=3, tasks=list(COMPOSITIONAL_TASKS))
+    items = json.loads(path.read_text())
+    assert {item["task"] for item in items} == set(COMPOSITIONAL_TASKS)
+    records, _ = load_records(str(path))
+    zero = 0
+    offsets = {"right of": 1, "left of": -1, "below": 2, "above": -2}
+    for item, record in zip(items, records):
+        question, answer = record.turns[0]
+        image = record.load_images()[0]
+        if item["task"] == "count_colour":
+            colour = question.removeprefix("How many ").removesuffix(" shapes are in the picture?")
+            assert int(answer) == sum(c == colour for _, c in read_shapes(image))
+            zero += answer == "0"
+        elif item["task"] == "relation":
+            grid = read_grid(image)
+            direction, shape = question.removeprefix("What colour is the shape ").removesuffix("?").rsplit(" the ", 1)
+            cells = [cell for cell, (s, _) in grid.items() if s == shape]
+            assert len(cells) == 1  # the shape asked about is unique in the picture
+            assert grid[cells[0] + offsets[direction]][1] == answer
+        else:
+            values = read_bars(image)
+            if item["task"] == "bar_second":
+                assert answer == BAR_LABELS[values.index(sorted(values)[-2])]
+            else:
+                first, second = question.removeprefix("Is bar ").removesuffix("?").split(" taller than bar ")
+                taller = values[BAR_LABELS.index(first)] > values[BAR_LABELS.index(second)]
+                assert answer == ("yes" if taller else "no") and first != second
+    assert zero > 0  # colours that are absent are asked about too
