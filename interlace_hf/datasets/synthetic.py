@@ -200,9 +200,24 @@ def _text_record(rng: random.Random, kind: str, image_size: int):
     return draw_word(word, max(image_size, MIN_LEGIBLE_SIZE)), "What word is written in the image?", word
 
 
+def record_key(image_bytes: bytes, question: str) -> tuple[str, str]:
+    """What makes two questions the same question: (sha256 of the image file, the question as the record holds it)."""
+    import hashlib
+
+    return hashlib.sha256(image_bytes).hexdigest(), question
+
+
+def manifest_keys(manifest: str | Path) -> list[tuple[str, str]]:
+    """The `record_key` of each record of a synthetic set's manifest, in order."""
+    manifest = Path(manifest)
+    return [record_key((manifest.parent / r["image"]).read_bytes(), r["conversations"][0]["value"])
+            for r in json.loads(manifest.read_text())]
+
+
 def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int = 64,
-                tasks: Sequence[str] = TASKS) -> dict:
-    """One image and one question about it, of a task type drawn from `tasks`; the image goes to `image_dir`."""
+                tasks: Sequence[str] = TASKS, exclude: set | None = None) -> dict | None:
+    """One image and one question about it, of a task type drawn from `tasks`; the image goes to `image_dir`.
+    None (and no file) when its `record_key` is in `exclude`."""
     kind = rng.choice(list(tasks))
     if kind in SHAPE_TASKS:
         image, question, answer = _shapes_record(rng, kind, image_size)
@@ -213,7 +228,16 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
     else:
         image, question, answer = _text_record(rng, kind, image_size)
     name = f"{index:06d}.png"
-    image.save(image_dir / name)
+    if exclude:
+        import io
+
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        if record_key(buffer.getvalue(), f"<image>\n{question}") in exclude:
+            return None
+        (image_dir / name).write_bytes(buffer.getvalue())
+    else:
+        image.save(image_dir / name)
     return {
         "id": f"synthetic-{index:06d}",
         "image": f"images/{name}",
@@ -223,7 +247,8 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
 
 
 def make_synthetic(output_dir: str | Path, num: int = 200, seed: int = 0, image_size: int = 64,
-                   overwrite: bool = False, tasks: Sequence[str] | None = None) -> Path:
+                   overwrite: bool = False, tasks: Sequence[str] | None = None,
+                   exclude: str | Path | None = None) -> Path:
     """Write `num` records (images + `synthetic.json`) to `output_dir`, atomically; the same seed gives the same set.
 
     Args:
@@ -233,6 +258,8 @@ def make_synthetic(output_dir: str | Path, num: int = 200, seed: int = 0, image_
         image_size: side of the shape images; charts and text use at least 128 pixels.
         overwrite: replace a non-empty `output_dir`.
         tasks: task types to draw from, each record picking one uniformly (default: all of `TASKS`).
+        exclude: another set's manifest; no question of it (same image bytes, same question) is drawn here, so a
+            held-out set shares nothing with the training set. Draws that repeat one are discarded and drawn again.
 
     Returns:
         the path of the manifest, `output_dir/synthetic.json`.
@@ -247,8 +274,17 @@ def make_synthetic(output_dir: str | Path, num: int = 200, seed: int = 0, image_
         raise ValueError(f"--tasks {list(tasks)} must be a non-empty subset of {list(ALL_TASK_TYPES)}; unknown: "
                          f"{unknown}.")
     rng = random.Random(seed)
+    excluded = set(manifest_keys(exclude)) if exclude is not None else None
     with atomic_output_dir(output_dir, overwrite, flag="OUT") as staging:
         (staging / "images").mkdir()
-        records = [make_record(rng, i, staging / "images", image_size, tasks) for i in range(num)]
+        records, draws = [], 0
+        while len(records) < num:
+            draws += 1
+            if excluded and draws > 100 * num:
+                raise ValueError(f"could not draw {num} questions outside {exclude} in {draws - 1} tries: the task "
+                                 "types' world is too small for that many unseen questions; ask for fewer.")
+            record = make_record(rng, len(records), staging / "images", image_size, tasks, excluded)
+            if record is not None:
+                records.append(record)
         (staging / MANIFEST).write_text(json.dumps(records, indent=1))
     return Path(output_dir) / MANIFEST

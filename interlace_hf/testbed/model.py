@@ -5,7 +5,6 @@ majority-answer baseline and the questions seen in training set apart)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -116,16 +115,6 @@ def ensure_synthetic(directory: Path, num: int, seed: int, tasks) -> Path:
     return manifest
 
 
-def _record_keys(manifest: Path) -> list[tuple[str, str]]:
-    """(image sha256, question) of each record: what makes two questions the same question."""
-    records = json.loads(manifest.read_text())
-    keys = []
-    for record in records:
-        digest = hashlib.sha256((manifest.parent / record["image"]).read_bytes()).hexdigest()
-        keys.append((digest, record["conversations"][0]["value"]))
-    return keys
-
-
 def majority_baseline(train_manifest: Path, heldout_manifest: Path) -> dict[str, float]:
     """Per task type, the held-out accuracy of always giving the training set's most frequent answer ("chance")."""
     from ..evaluation.metrics import score
@@ -143,8 +132,10 @@ def majority_baseline(train_manifest: Path, heldout_manifest: Path) -> dict[str,
 
 def seen_in_training(train_manifest: Path, heldout_manifest: Path) -> list[bool]:
     """For each held-out question, whether it also occurs in training (same image bytes, same question)."""
-    seen = set(_record_keys(train_manifest))
-    return [key in seen for key in _record_keys(heldout_manifest)]
+    from ..datasets.synthetic import manifest_keys
+
+    seen = set(manifest_keys(train_manifest))
+    return [key in seen for key in manifest_keys(heldout_manifest)]
 
 
 def evaluate_accuracy(model_dir: Path | str, heldout: Path, *, device: str = "auto", batch_size: int = 32,

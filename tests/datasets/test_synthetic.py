@@ -178,3 +178,22 @@ def test_compositional_tasks_answer_what_the_pixels_show(tmp_path):
                 taller = values[BAR_LABELS.index(first)] > values[BAR_LABELS.index(second)]
                 assert answer == ("yes" if taller else "no") and first != second
     assert zero > 0  # colours that are absent are asked about too
+
+
+def test_a_held_out_set_shares_no_question_with_training(tmp_path):
+    """`exclude`: a set drawn against another's manifest holds none of its (image bytes, question) pairs; without it
+    the small world repeats questions. The other records are drawn exactly as without `exclude`."""
+    from interlace_hf.datasets.synthetic import manifest_keys
+
+    train = make_synthetic(tmp_path / "train", num=300, seed=1, tasks=["count", "colour"])
+    plain = make_synthetic(tmp_path / "plain", num=100, seed=2, tasks=["count", "colour"])
+    assert set(manifest_keys(plain)) & set(manifest_keys(train))  # the world is small: repeats happen
+    held = make_synthetic(tmp_path / "held", num=100, seed=2, tasks=["count", "colour"], exclude=train)
+    assert len(json.loads(held.read_text())) == 100 and not set(manifest_keys(held)) & set(manifest_keys(train))
+    assert len(list((tmp_path / "held" / "images").iterdir())) == 100  # no file left by a discarded draw
+    # `text` has one question per word (72): a set holding them all leaves none unseen
+    words = make_synthetic(tmp_path / "words", num=1000, seed=1, tasks=["text"])
+    assert len(set(manifest_keys(words))) == 72
+    with pytest.raises(ValueError, match="could not draw 2 questions outside"):
+        make_synthetic(tmp_path / "none", num=2, seed=3, tasks=["text"], exclude=words)
+    assert not (tmp_path / "none").exists()
