@@ -493,7 +493,7 @@ def from_namespace(cls: type, namespace: argparse.Namespace):
     return cls(**{k: v for k, v in vars(namespace).items() if k in names})
 
 
-TESTBED_SIZES = ["small", "base", "tiny"]
+TESTBED_SIZES = ["small", "deep", "base", "tiny"]
 TESTBED_STRATEGIES = ["interlace", "interlace_oa", "interlace_tn", "consecutive", "random", "shortgpt", "angular",
                       "sleb"]
 
@@ -506,15 +506,17 @@ class TestbedTrainArgs:
 
     output_dir: str = field(metadata={"positional": True, "help": "testbed directory (model, data, accuracy)"})
     size: str = field(default="small", metadata={"choices": TESTBED_SIZES,
-                                                 "help": "small (12 layers, minutes on a CPU), base (24 layers, GPU), "
-                                                         "tiny (tests)"})
+                                                 "help": "small (12 layers, minutes on a CPU), deep (24 layers, "
+                                                         "two-step tasks, unseen held-out; ~30 min), base (24 layers, "
+                                                         "GPU), tiny (tests)"})
     steps: int | None = field(default=None, metadata={"help": "optimizer steps (default: the size's)"})
     seed: int = field(default=0, metadata={"help": "seed of the weights, the data and the order; same seed, same model"})
     batch_size: int | None = field(default=None, metadata={"help": "samples per step (default: the size's)"})
     learning_rate: float | None = field(default=None, metadata={"help": "peak learning rate (default: the size's)"})
     tasks: list[str] | None = field(default=None, metadata={
         "help": "synthetic task types (default: the size's; small: count colour shape bar_tallest, base: all six)"})
-    num_eval: int = field(default=600, metadata={"help": "held-out questions to report the accuracy on"})
+    num_eval: int | None = field(default=None, metadata={
+        "help": "held-out questions to report the accuracy on (default: the size's; small 600, deep 3000)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when there is one), cpu, cuda"})
     overwrite: bool = field(default=False, metadata={"help": "start over in a non-empty OUTPUT_DIR"})
 
@@ -527,7 +529,7 @@ class TestbedTrainArgs:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {value}.")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}.")
-        if self.num_eval < 6:
+        if self.num_eval is not None and self.num_eval < 6:
             raise ValueError(f"--num-eval must be >= 6 (one question per task type at least), got {self.num_eval}.")
         known = ["count", "colour", "shape", "bar_tallest", "bar_value", "text",  # interlace_hf.datasets.synthetic
                  "count_colour", "relation", "bar_second", "bar_compare"]        # .ALL_TASK_TYPES

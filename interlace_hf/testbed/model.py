@@ -35,6 +35,8 @@ class TestbedSize:
     batch_size: int
     learning_rate: float
     tasks: tuple[str, ...]
+    num_eval: int = 600  # held-out questions
+    unseen_heldout: bool = False  # held-out questions drawn outside the training set (0% overlap)
 
     @property
     def head_dim(self) -> int:
@@ -50,6 +52,11 @@ SMALL_TASKS = ("count", "colour", "shape", "bar_tallest")
 ALL_TASKS = ("count", "colour", "shape", "bar_tallest", "bar_value", "text")
 
 
+# `deep`: where depth should matter: the four visual types plus the four two-step ones (find, then count / look next
+# to / order / compare; `interlace_hf.datasets.synthetic.COMPOSITIONAL_TASKS`).
+DEEP_TASKS = SMALL_TASKS + ("count_colour", "relation", "bar_second", "bar_compare")
+
+
 SIZES = {
     # 12 text layers, ~3M parameters: minutes on a 2-core CPU.
     "small": TestbedSize(text_layers=12, hidden_size=128, vision_hidden_size=64, vision_depth=4, steps=1500,
@@ -57,6 +64,10 @@ SIZES = {
     # 24 text layers, ~20M parameters: for a GPU (hours on a CPU).
     "base": TestbedSize(text_layers=24, hidden_size=256, vision_hidden_size=128, vision_depth=6, steps=6000,
                         batch_size=32, learning_rate=1e-3, tasks=ALL_TASKS),
+    # 24 text layers at the small width, two-step tasks, 3,000 held-out questions none of which occurs in training:
+    # a testbed whose layers are not all alike (about half an hour per seed on a 2-core CPU).
+    "deep": TestbedSize(text_layers=24, hidden_size=128, vision_hidden_size=64, vision_depth=4, steps=3000,
+                        batch_size=16, learning_rate=1e-3, tasks=DEEP_TASKS, num_eval=3000, unseen_heldout=True),
     # For tests: the structure, not the quality.
     "tiny": TestbedSize(text_layers=12, hidden_size=32, vision_hidden_size=16, vision_depth=4, steps=8,
                         batch_size=4, learning_rate=2e-3, tasks=SMALL_TASKS),
@@ -97,20 +108,23 @@ def manifest_path(directory: Path) -> Path:
     return directory / "synthetic.json"
 
 
-def ensure_synthetic(directory: Path, num: int, seed: int, tasks) -> Path:
-    """The synthetic set at `directory` (made once, atomically; a set of another size or seed is an error)."""
+def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path | None = None) -> Path:
+    """The synthetic set at `directory` (made once, atomically; a set of another size or seed is an error). With
+    `exclude` (another set's manifest), none of its questions is drawn."""
     from ..datasets.synthetic import make_synthetic
 
     manifest = manifest_path(directory)
     stamp = directory / "made_with.json"
     wanted = {"num": num, "seed": seed, "tasks": list(tasks)}
+    if exclude is not None:
+        wanted["exclude"] = str(exclude)
     if manifest.is_file():
         made = json.loads(stamp.read_text()) if stamp.is_file() else None
         if made != wanted:
             raise ValueError(f"{directory} holds a synthetic set made with {made}, not {wanted}; this directory "
                              "belongs to another run: pass the same settings, or a new OUTPUT_DIR / --overwrite.")
         return manifest
-    make_synthetic(directory, num=num, seed=seed, overwrite=True, tasks=tasks)
+    make_synthetic(directory, num=num, seed=seed, overwrite=True, tasks=tasks, exclude=exclude)
     stamp.write_text(json.dumps(wanted) + "\n")
     return manifest
 

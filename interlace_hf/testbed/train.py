@@ -38,7 +38,8 @@ def resolved_train_settings(args: TestbedTrainArgs) -> dict:
     return {"size": args.size, "seed": args.seed, "steps": steps, "batch_size": batch_size,
             "learning_rate": args.learning_rate or size.learning_rate, "tasks": list(args.tasks or size.tasks),
             # one pass over fresh samples, as in pretraining: every training question is seen once
-            "num_train": steps * batch_size, "num_eval": args.num_eval}
+            "num_train": steps * batch_size, "num_eval": args.num_eval or size.num_eval,
+            "unseen_heldout": size.unseen_heldout}
 
 
 def train_testbed(args: TestbedTrainArgs) -> dict:
@@ -62,7 +63,8 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
     logger.info("[data] %d training and %d held-out questions", settings["num_train"], settings["num_eval"])
     tasks = settings["tasks"]
     train = ensure_synthetic(out / "data" / "train", settings["num_train"], args.seed + TRAIN_SEED_OFFSET, tasks)
-    heldout = ensure_synthetic(out / "data" / "heldout", settings["num_eval"], args.seed + HELDOUT_SEED_OFFSET, tasks)
+    heldout = ensure_synthetic(out / "data" / "heldout", settings["num_eval"], args.seed + HELDOUT_SEED_OFFSET, tasks,
+                               exclude=train if settings["unseen_heldout"] else None)
     data_seconds = time.perf_counter() - start
 
     logger.info("[train] %s: %d steps x %d on %s", args.size, settings["steps"], settings["batch_size"], device)

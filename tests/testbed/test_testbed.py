@@ -22,8 +22,8 @@ STRATEGIES = ["interlace", "shortgpt", "sleb", "random"]
 
 
 def _train(path: Path, seed: int = 0, **kwargs):
-    return train_testbed(TestbedTrainArgs(output_dir=str(path), size="tiny", steps=4, seed=seed, num_eval=12,
-                                          **kwargs))
+    kwargs = {"size": "tiny", **kwargs}
+    return train_testbed(TestbedTrainArgs(output_dir=str(path), steps=4, seed=seed, num_eval=12, **kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +262,16 @@ def test_recovery_compares_methods_pairwise_and_resumes(trained, capsys):
     assert {p: p.stat().st_mtime_ns for p in (path / "recovery").rglob("rows/*.json")} == stamps
     assert main(["testbed", "recovery", str(path), "--methods", "lora"]) == 2
     assert "sft included" in capsys.readouterr().err
+
+
+def test_deep_size_holds_out_only_unseen_questions(tmp_path):
+    """`deep`: 24 text layers, the two-step task types, and a held-out set drawn outside the training set (0% overlap,
+    as counted by the report); 3,000 held-out questions unless --num-eval says otherwise."""
+    from interlace_hf.testbed.model import DEEP_TASKS
+
+    assert SIZES["deep"].num_eval == 3000 and SIZES["deep"].text_layers == 24
+    report = _train(tmp_path / "deep", size="deep", batch_size=8, tasks=["count", "colour"])
+    assert report["settings"]["unseen_heldout"] and report["heldout_overlap"] == 0.0
+    assert report["model"]["text_layers"] == 24 and {"relation", "bar_compare"} <= set(DEEP_TASKS)
+    made = json.loads((tmp_path / "deep" / "data" / "heldout" / "made_with.json").read_text())
+    assert made["exclude"].endswith("train/synthetic.json") and made["num"] == 12
