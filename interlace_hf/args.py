@@ -630,3 +630,26 @@ class TestbedRecoveryArgs:
         if self.lora_r < 1 or self.finetune_batch_size < 1 or self.bootstrap < 100 or self.distill_temperature <= 0:
             raise ValueError("--lora-r and --finetune-batch-size must be >= 1, --bootstrap >= 100 and "
                              "--distill-temperature > 0.")
+
+
+@dataclass
+class TestbedOracleArgs:
+    """`interlace-hf testbed oracle`: score many drop sets of one size (no fine-tune, nothing saved) and place each
+    method's set in that distribution."""
+
+    __test__ = False  # not a pytest class
+
+    output_dir: str = field(metadata={"positional": True, "help": "a directory written by `testbed train`"})
+    drop_ratio: float = field(default=0.25, metadata={"help": "fraction of layers to drop"})
+    samples: int = field(default=200, metadata={
+        "help": "drop sets to score, drawn uniformly without repetition (all of them when there are no more)"})
+    seed: int = field(default=0, metadata={"help": "seed of the draw"})
+    num_questions: int | None = field(default=None, metadata={"help": "score only the first N held-out questions"})
+    batch_size: int = field(default=32, metadata={"help": "questions per forward pass"})
+    results_dir: str | None = field(default=None, metadata={"help": "where to write (default: OUTPUT_DIR/oracle)"})
+
+    def validate(self) -> None:
+        if not 0 < self.drop_ratio < 1:
+            raise ValueError(f"--drop-ratio must be in (0, 1), got {self.drop_ratio}.")
+        if self.samples < 1 or self.batch_size < 1 or (self.num_questions is not None and self.num_questions < 1):
+            raise ValueError("--samples, --batch-size and --num-questions must be >= 1.")

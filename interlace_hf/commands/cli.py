@@ -20,6 +20,7 @@ from ..args import (
     SimilarityArgs,
     SyntheticArgs,
     TestbedCompareArgs,
+    TestbedOracleArgs,
     TestbedRecoveryArgs,
     TestbedTrainArgs,
     TinyArgs,
@@ -225,6 +226,13 @@ def _cmd_testbed_recovery(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_testbed_oracle(ns: argparse.Namespace) -> int:
+    from ..testbed.oracle import format_oracle, run_oracle
+
+    print(format_oracle(run_oracle(from_namespace(TestbedOracleArgs, ns))))
+    return 0
+
+
 def _add_command(subparsers, name: str, args_class: type, func) -> None:
     """One subcommand: its flags are the fields of `args_class`, its help the class docstring."""
     summary = args_class.__doc__.split(":", 1)[1].strip()
@@ -261,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(testbed_sub, "train", TestbedTrainArgs, _cmd_testbed_train)
     _add_command(testbed_sub, "compare", TestbedCompareArgs, _cmd_testbed_compare)
     _add_command(testbed_sub, "recovery", TestbedRecoveryArgs, _cmd_testbed_recovery)
+    _add_command(testbed_sub, "oracle", TestbedOracleArgs, _cmd_testbed_oracle)
     run = sub.add_parser("run", help="the whole method from one recipe: data -> ... -> card (-> push)",
                          description="the whole method from one recipe, resumable stage by stage")
     run.add_argument("--config", required=True, help="a run recipe (see recipes/run/)")

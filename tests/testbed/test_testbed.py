@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from interlace_hf.args import TESTBED_STRATEGIES, TestbedCompareArgs, TestbedRecoveryArgs, TestbedTrainArgs
+from interlace_hf.args import (
+    TESTBED_STRATEGIES,
+    TestbedCompareArgs,
+    TestbedOracleArgs,
+    TestbedRecoveryArgs,
+    TestbedTrainArgs,
+)
 from interlace_hf.commands.cli import main
 from interlace_hf.testbed.compare import Comparison, run_compare
 from interlace_hf.testbed import model as testbed_model
@@ -275,3 +281,47 @@ def test_deep_size_holds_out_only_unseen_questions(tmp_path):
     assert report["model"]["text_layers"] == 24 and {"relation", "bar_compare"} <= set(DEEP_TASKS)
     made = json.loads((tmp_path / "deep" / "data" / "heldout" / "made_with.json").read_text())
     assert made["exclude"].endswith("train/synthetic.json") and made["num"] == 12
+
+
+def test_oracle_draws_and_ranks():
+    from interlace_hf.testbed.oracle import draw_drop_sets, percentile
+
+    assert draw_drop_sets(5, 2, 100, seed=0) == [(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (1, 3), (1, 4), (2, 3),
+                                                 (2, 4), (3, 4)]  # fewer than asked: all of them
+    drawn = draw_drop_sets(24, 6, 50, seed=1)
+    assert len(set(drawn)) == 50 and all(len(s) == 6 and list(s) == sorted(s) for s in drawn)
+    assert drawn == draw_drop_sets(24, 6, 50, seed=1) != draw_drop_sets(24, 6, 50, seed=2)
+    assert percentile(0.5, [0.1, 0.5, 0.9, 1.0]) == 37.5 and percentile(2.0, [0.1, 1.0]) == 100.0
+
+
+def test_oracle_places_each_method_in_the_distribution(compared, capsys):
+    """`testbed oracle`: sampled drop sets scored in memory (teacher-forced), each compare plan's set placed by
+    percentile; teacher-forced exact match agrees with the greedy evaluation; a rerun rescores nothing."""
+    from interlace_hf.testbed.model import evaluate_accuracy, manifest_path
+    from interlace_hf.testbed.oracle import Oracle, answer_scores, run_oracle
+
+    path, _ = compared
+    args = TestbedOracleArgs(output_dir=str(path), samples=6, num_questions=12, batch_size=5)
+    results = run_oracle(args)
+    assert results["possible_sets"] == 220 and results["scored_sets"] == len(results["sets"]) == 6
+    assert set(results["methods"]) == set(STRATEGIES)
+    for name, entry in results["methods"].items():
+        plan = json.loads((path / "compare" / "plans" / f"25pc-{name}.json").read_text())
+        assert entry["dropped_layers"] == plan["dropped_layers"] and 0 <= entry["percentile"] <= 100
+    assert results["dense"]["loglik"] < 0 and 0 <= results["relative_quantiles"]["50"] <= 1.5
+
+    oracle = Oracle(args)
+    from interlace_hf.checkpoint import load_model
+    from interlace_hf.processing import load_processor
+
+    processor = load_processor(str(path / "model"))
+    processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": 128 * 128}
+    batches, n = oracle._batches(processor)
+    _, exact = answer_scores(load_model(str(path / "model"), dtype="float32").eval(), batches)
+    greedy = evaluate_accuracy(path / "model", manifest_path(path / "data" / "heldout"), item_scores=True)["scores"]
+    assert n == 12 and exact == [int(s) for s in greedy[:12]]
+
+    cache = path / "oracle" / "scores-25pc.json"
+    stamp = cache.stat().st_mtime_ns
+    assert main(["testbed", "oracle", str(path), "--samples", "6", "--num-questions", "12", "--batch-size", "5"]) == 0
+    assert cache.stat().st_mtime_ns == stamp and "percentile among the scored sets" in capsys.readouterr().out

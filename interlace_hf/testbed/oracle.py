@@ -1,0 +1,203 @@
+"""`interlace-hf testbed oracle OUT`: how much room a selection rule has. Many drop sets of one size are scored on
+the held-out questions, and each method's drop set is placed in that distribution (its percentile).
+
+Each drop set is applied in memory (`surgery.prune_model` on a copy of the dense model: the exact surgery the
+checkpoints get, nothing saved). The score is per question and teacher-forced, one forward pass per batch instead of a
+generation loop:
+- `loglik`: the log-likelihood of the reference answer (its tokens and the end of the turn);
+- `exact`: 1 when every one of those tokens is the model's top choice, i.e. greedy decoding would produce exactly the
+  answer and stop.
+Accuracy is the mean over task types of `exact`, as `compare` reports it. The sets are drawn uniformly without
+repetition (seeded); with `--samples` at least the number of possible sets, every set is scored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from datetime import datetime, timezone
+from itertools import combinations
+from pathlib import Path
+
+from ..args import TestbedOracleArgs
+from ..utils.fileio import write_json_atomic
+from ..version import package_versions
+from .model import TESTBED_FILE, command_line, manifest_path
+from .report import ratio_label
+
+logger = logging.getLogger(__name__)
+
+ORACLE_FORMAT = "interlace-hf-testbed-oracle/1"
+
+
+def draw_drop_sets(num_layers: int, num_drop: int, samples: int, seed: int) -> list[tuple[int, ...]]:
+    """`samples` distinct sorted drop sets of `num_drop` of `num_layers` layers, drawn uniformly (seeded); every set
+    when there are no more than `samples`."""
+    total = math.comb(num_layers, num_drop)
+    if total <= samples:
+        return list(combinations(range(num_layers), num_drop))
+    rng = random.Random(seed)
+    drawn: set[tuple[int, ...]] = set()
+    while len(drawn) < samples:
+        drawn.add(tuple(sorted(rng.sample(range(num_layers), num_drop))))
+    return sorted(drawn)
+
+
+def answer_scores(model, batches) -> tuple[list[float], list[int]]:
+    """Teacher-forced (log-likelihood, exact) of each example's labelled tokens, over collated `batches`."""
+    import torch
+
+    logliks, exact = [], []
+    with torch.no_grad():
+        for batch in batches:
+            labels = batch["labels"][:, 1:]
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+            mask = labels != -100
+            logp = torch.log_softmax(logits, dim=-1)
+            target = labels.clamp(min=0)
+            picked = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+            hits = (logits.argmax(-1) == target) | ~mask
+            logliks += (picked * mask).sum(-1).tolist()
+            exact += hits.all(-1).int().tolist()
+    return logliks, exact
+
+
+def percentile(value: float, distribution: list[float]) -> float:
+    """The share of `distribution` strictly below `value`, plus half the share equal to it (mid-rank), in %."""
+    below = sum(x < value for x in distribution)
+    equal = sum(x == value for x in distribution)
+    return 100 * (below + equal / 2) / len(distribution)
+
+
+class Oracle:
+    def __init__(self, args: TestbedOracleArgs):
+        args.validate()
+        self.args = args
+        self.out = Path(args.output_dir)
+        report = self.out / TESTBED_FILE
+        if not report.is_file() or not (self.out / "model" / "config.json").is_file():
+            raise ValueError(f"{str(self.out)!r} is not a trained testbed (no {TESTBED_FILE} / model); run "
+                             f"`interlace-hf testbed train {self.out}` first.")
+        self.testbed = json.loads(report.read_text())
+        self.num_layers = self.testbed["model"]["text_layers"]
+        self.num_drop = math.floor(self.num_layers * args.drop_ratio + 1e-9)
+        if self.num_drop < 1:
+            raise ValueError(f"--drop-ratio {args.drop_ratio}: {self.num_layers} x {args.drop_ratio} rounds down to 0 "
+                             "layers.")
+        self.results_dir = Path(args.results_dir) if args.results_dir else self.out / "oracle"
+
+    def _batches(self, processor):
+        """The held-out questions (the first --num-questions), collated once, as the trainer's collator does it."""
+        from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+        from ..args import TrainArgs
+        from ..train import build_train_dataset
+
+        dataset, _ = build_train_dataset(TrainArgs(model="x", dataset=str(manifest_path(self.out / "data" / "heldout")),
+                                                   max_train_samples=self.args.num_questions))
+        collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
+        rows = [dataset[i] for i in range(len(dataset))]
+        size = self.args.batch_size
+        return [collator(rows[i:i + size]) for i in range(0, len(rows), size)], len(rows)
+
+    def method_sets(self) -> dict[str, list[int]]:
+        """The drop sets of the plans `compare` chose at this ratio (OUT/compare/plans), by strategy."""
+        plans = self.out / "compare" / "plans"
+        found = {}
+        for path in sorted(plans.glob(f"{ratio_label(self.args.drop_ratio)}-*.json")) if plans.is_dir() else []:
+            found[path.stem.split("-", 1)[1]] = json.loads(path.read_text())["dropped_layers"]
+        return found
+
+    def run(self) -> dict:
+        import copy
+
+        from tqdm.auto import tqdm
+
+        from ..checkpoint import load_model
+        from ..plan import Plan
+        from ..processing import load_processor
+        from ..surgery import prune_model
+
+        a = self.args
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        model_dir = self.out / "model"
+        dense = load_model(str(model_dir), dtype="float32").eval()
+        processor = load_processor(str(model_dir))
+        processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": 128 * 128}  # as trained
+        batches, num_questions = self._batches(processor)
+        records = json.loads(manifest_path(self.out / "data" / "heldout").read_text())[:num_questions]
+        tasks = [r["task"] for r in records]
+
+        def accuracy(exact: list[int]) -> float:
+            by: dict[str, list[int]] = {}
+            for task, hit in zip(tasks, exact):
+                by.setdefault(task, []).append(hit)
+            return sum(sum(v) / len(v) for v in by.values()) / len(by)
+
+        cache_path = self.results_dir / f"scores-{ratio_label(a.drop_ratio)}.json"
+        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+        sets = draw_drop_sets(self.num_layers, self.num_drop, a.samples, a.seed)
+        methods = self.method_sets()
+        wanted = list(dict.fromkeys([(), *sets, *(tuple(s) for s in methods.values())]))
+        for drop in tqdm(wanted, desc="testbed oracle", unit="set"):
+            key = ",".join(map(str, drop))
+            if key in cache:
+                continue
+            model = dense
+            if drop:
+                model = prune_model(copy.deepcopy(dense), Plan(self.num_layers, dropped_layers=drop,
+                                                               strategy="manual"))
+            logliks, exact = answer_scores(model, batches)
+            cache[key] = {"accuracy": accuracy(exact), "loglik": sum(logliks) / len(logliks)}
+            write_json_atomic(cache_path, cache)  # resumable: a rerun skips every scored set
+
+        base = cache[""]
+        scored = [cache[",".join(map(str, s))] for s in sets]
+        distribution = sorted(x["accuracy"] / base["accuracy"] if base["accuracy"] else 0.0 for x in scored)
+
+        def relative(entry):
+            return entry["accuracy"] / base["accuracy"] if base["accuracy"] else 0.0
+
+        best = max(sets, key=lambda s: (cache[",".join(map(str, s))]["accuracy"],
+                                        cache[",".join(map(str, s))]["loglik"]))
+        quantiles = {str(q): distribution[min(len(distribution) - 1, int(q / 100 * len(distribution)))]
+                     for q in (0, 10, 25, 50, 75, 90, 100)}
+        results = {
+            "format": ORACLE_FORMAT,
+            "drop_ratio": a.drop_ratio, "num_layers": self.num_layers, "num_drop": self.num_drop,
+            "possible_sets": math.comb(self.num_layers, self.num_drop), "scored_sets": len(sets),
+            "questions": num_questions, "dense": base,
+            "relative_quantiles": quantiles,
+            "best": {"dropped_layers": list(best), "relative": relative(cache[",".join(map(str, best))])},
+            "methods": {name: {"dropped_layers": list(drop), "relative": relative(cache[",".join(map(str, drop))]),
+                               "loglik": cache[",".join(map(str, drop))]["loglik"],
+                               "percentile": percentile(relative(cache[",".join(map(str, drop))]), distribution)}
+                        for name, drop in methods.items()},
+            "sets": [{"dropped_layers": list(s), **cache[",".join(map(str, s))]} for s in sets],
+            "versions": package_versions("torch", "transformers", "trl"),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command_line("oracle", a),
+        }
+        write_json_atomic(self.results_dir / f"oracle-{ratio_label(a.drop_ratio)}.json", results)
+        return results
+
+
+def format_oracle(results: dict) -> str:
+    """The distribution of relative performance over the scored drop sets, and where each method's set falls."""
+    lines = [f"{results['num_drop']} of {results['num_layers']} layers dropped: {results['scored_sets']} of "
+             f"{results['possible_sets']} possible drop sets scored on {results['questions']} held-out questions "
+             "(teacher-forced exact match; relative to the dense model, no fine-tune)",
+             "quantiles: " + ", ".join(f"{q}%: {100 * v:.1f}" for q, v in results["relative_quantiles"].items()),
+             f"best scored set: {results['best']['dropped_layers']} ({100 * results['best']['relative']:.1f}%)"]
+    if results["methods"]:
+        lines += ["", "| Method | dropped | relative | percentile among the scored sets |", "|---|---|---|---|"]
+        for name, entry in sorted(results["methods"].items(), key=lambda item: -item[1]["relative"]):
+            lines.append(f"| {name} | {', '.join(map(str, entry['dropped_layers']))} | "
+                         f"{100 * entry['relative']:.1f}% | {entry['percentile']:.0f} |")
+    return "\n".join(lines)
+
+
+def run_oracle(args: TestbedOracleArgs) -> dict:
+    return Oracle(args).run()
