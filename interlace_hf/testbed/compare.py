@@ -200,7 +200,7 @@ class Comparison:
         return result
 
     def _eval_row(self, model_dir: Path, method: str, ratio: float, finetuned: bool, plan=None) -> dict:
-        result = evaluate_accuracy(model_dir, self.heldout, device=self.device)
+        result = evaluate_accuracy(model_dir, self.heldout, device=self.device, item_scores=True)
         name = "Dense-FT" if method == "dense" and finetuned else METHOD_NAMES[method]
         row = {"method": name, "strategy": method, "drop_ratio": ratio, "fine_tuned": finetuned,
                **result}
@@ -247,6 +247,8 @@ class Comparison:
             row["accuracy_stderr"] = accuracy_stderr(row["per_type"], counts)
             row["relative"] = row["accuracy"] / dense if dense > 0 else None
             row["ttft_speedup"] = 1.0 if row["strategy"] == "dense" else speedups[(row["drop_ratio"], row["strategy"])]
+        self.pair_with_interlace(rows, dense)
+        rows = [{k: v for k, v in row.items() if k != "scores"} for row in rows]  # the scores stay in rows/
         results = {
             "format": RESULTS_FORMAT,
             "testbed": {k: self.testbed[k] for k in ("settings", "model", "accuracy", "chance")},
@@ -262,6 +264,21 @@ class Comparison:
         markdown = format_compare_table(results)
         (self.results_dir / "results.md").write_text(markdown + "\n")
         return results
+
+    def pair_with_interlace(self, rows: list[dict], dense: float) -> None:
+        """For every row with the same drop ratio and fine-tune state as an INTERLACE row, its difference from it in
+        points of relative performance, paired over the held-out questions, with a bootstrap 95% interval
+        (`vs_interlace`); rows cached before per-question scores were kept get none."""
+        from .report import paired_bootstrap
+
+        tasks = [record["task"] for record in json.loads(self.heldout.read_text())]
+        reference = {(r["drop_ratio"], r["fine_tuned"]): r for r in rows if r["strategy"] == "interlace"}
+        for row in rows:
+            ours = reference.get((row["drop_ratio"], row["fine_tuned"]))
+            if ours is None or row is ours or "scores" not in row or "scores" not in ours or dense <= 0:
+                continue
+            stats = paired_bootstrap([row["scores"]], [ours["scores"]], tasks, resamples=2000, seed=self.args.seed)
+            row["vs_interlace"] = {k: stats[k] / dense for k in ("mean", "low", "high")}
 
     def bench(self) -> dict[tuple[float, str], float]:
         """TTFT of every pruned model against the dense one, measured interleaved in one run per drop ratio."""

@@ -125,6 +125,25 @@ def test_compare_table_structure(compared):
     assert format_compare_table(results) == markdown.rstrip("\n")
 
 
+def test_compare_pairs_every_row_with_interlace(compared):
+    """Each row at a drop ratio is compared with the INTERLACE row of the same ratio and fine-tune state, question
+    by question (the per-question scores stay in the cached rows, not in results.json)."""
+    path, results = compared
+    for row in results["rows"]:
+        assert "scores" not in row
+        if row["strategy"] in ("dense", "interlace"):
+            assert "vs_interlace" not in row
+        else:
+            versus = row["vs_interlace"]
+            assert versus["low"] <= versus["mean"] <= versus["high"]
+            interlace = next(r for r in results["rows"] if r["strategy"] == "interlace"
+                             and r["fine_tuned"] == row["fine_tuned"])
+            assert versus["mean"] == pytest.approx((row["accuracy"] - interlace["accuracy"]) / results["rows"][0]["accuracy"])
+    cached = json.loads((path / "compare" / "rows" / "25pc-shortgpt.json").read_text())
+    assert len(cached["scores"]) == 12
+    assert "vs INTERLACE, paired (points, 95% CI)" in (path / "compare" / "results.md").read_text()
+
+
 def test_compare_fine_tunes_only_the_plans_layers(compared):
     path, results = compared
     plan = json.loads((path / "compare" / "plans" / "25pc-shortgpt.json").read_text())
