@@ -17,14 +17,16 @@ def accuracy_stderr(per_type: dict[str, float], counts: dict[str, int]) -> float
 
 
 def format_compare_table(results: dict) -> str:
-    """The paper's table: method, drop ratio, fine-tuned, TTFT speed-up, accuracy, relative performance.
+    """The paper's table: method, drop ratio, fine-tuned, speed-up (the counted-FLOP ideal; the measured TTFT too when
+    `compare` ran a bench), accuracy, relative performance.
 
     Accuracy is the mean exact match over task types, in percent, ± one binomial standard error. The last column is
     each row's paired difference from the INTERLACE row of the same ratio and fine-tune state (`vs_interlace`).
     """
-    lines = ["| Method | Drop ratio | Fine-tuned | TTFT speed-up | Accuracy | Relative performance | "
-             "vs INTERLACE, paired (points, 95% CI) |",
-             "|---|---|---|---|---|---|---|"]
+    measured = any("ttft_speedup" in row for row in results["rows"])
+    lines = ["| Method | Drop ratio | Fine-tuned | FLOP speed-up | " + ("TTFT speed-up (measured) | " if measured else "")
+             + "Accuracy | Relative performance | vs INTERLACE, paired (points, 95% CI) |",
+             "|---|---|---|---|" + ("---|" if measured else "") + "---|---|---|"]
     for row in results["rows"]:
         relative = "n/a" if row["relative"] is None else f"{100 * row['relative']:.1f}%"
         stderr = row.get("accuracy_stderr")
@@ -32,8 +34,9 @@ def format_compare_table(results: dict) -> str:
         versus = row.get("vs_interlace")
         paired = "" if versus is None else \
             f"{100 * versus['mean']:+.1f} ({100 * versus['low']:+.1f} .. {100 * versus['high']:+.1f})"
+        ttft = f"{row['ttft_speedup']:.2f}x | " if measured else ""
         lines.append(f"| {row['method']} | {100 * row['drop_ratio']:.0f}% | {'yes' if row['fine_tuned'] else 'no'} | "
-                     f"{row['ttft_speedup']:.2f}x | {accuracy} | {relative} | {paired} |")
+                     f"{row.get('flop_speedup', 1.0):.2f}x | {ttft}{accuracy} | {relative} | {paired} |")
     return "\n".join(lines)
 
 

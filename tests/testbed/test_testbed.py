@@ -117,8 +117,14 @@ def test_compare_table_structure(compared):
         assert len(row["dropped_layers"]) == 3 and row["layers"] == 9
         assert row["tuned_layers"], f"{row['strategy']}: the fine-tuned rows need tuned layers"
     assert rows[0]["ttft_speedup"] == 1.0
+    from interlace_hf.benchmark.flops import ideal_speedup
+
+    ideal = ideal_speedup(json.loads((path / "model" / "config.json").read_text()), 9, num_text_tokens=64,
+                          image_size=448)
+    assert rows[0]["flop_speedup"] == 1.0 and all(row["flop_speedup"] == ideal > 1 for row in rows[2:])
     markdown = (path / "compare" / "results.md").read_text()
-    assert markdown.startswith("| Method | Drop ratio | Fine-tuned | TTFT speed-up | Accuracy | Relative performance |")
+    assert markdown.startswith("| Method | Drop ratio | Fine-tuned | FLOP speed-up | TTFT speed-up (measured) | Accuracy "
+                               "| Relative performance |")
     assert markdown.count("\n") == len(rows) + 2
     assert json.loads((path / "compare" / "results.json").read_text()) == results
     assert results["settings"]["finetune_samples"] >= 1 and results["command"].startswith("interlace-hf testbed compare")
@@ -184,6 +190,11 @@ def test_compare_rerun_reuses_finished_rows(compared, capsys):
                                            calibration_samples=8, bench_repeats=1))
     assert {p.name: p.stat().st_mtime_ns for p in rows_dir.iterdir()} == before
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in results["rows"]]
+    # without a measured bench (the default), the table gives the counted-FLOP speed-up only
+    quiet = run_compare(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
+                                           calibration_samples=8, results_dir=str(path / "compare")))
+    assert all("ttft_speedup" not in r and r["flop_speedup"] >= 1 for r in quiet["rows"])
+    assert "TTFT" not in format_compare_table(quiet).splitlines()[0]
 
 
 def test_cli_errors_name_the_fix(tmp_path, capsys):
