@@ -554,9 +554,10 @@ class TestbedCompareArgs:
         "help": "fine-tune peak learning rate (default: the testbed's training rate / 10)"})
     finetune_batch_size: int = field(default=8, metadata={"help": "fine-tune samples per step"})
     calibration_samples: int = field(default=128, metadata={"help": "samples for the similarities and SLEB"})
-    sleb_loss: str = field(default="answers", metadata={
+    sleb_loss: str = field(default="all", metadata={
         "choices": ["answers", "all"],
-        "help": "SLEB's calibration loss: on the answers (what the testbed model learned) or all text tokens"})
+        "help": "SLEB's calibration loss: all text tokens (SLEB's own), or the answers only (what the testbed model "
+                "learned; an ablation)"})
     no_finetune: bool = field(default=False, metadata={"help": "only the rows without fine-tune"})
     bench_repeats: int = field(default=0, metadata={
         "help": "interleaved rounds of a measured TTFT run per ratio (0: none; the table gives the counted-FLOP "
