@@ -558,6 +558,8 @@ class TestbedCompareArgs:
         "choices": ["answers", "all"],
         "help": "SLEB's calibration loss: all text tokens (SLEB's own), or the answers only (what the testbed model "
                 "learned; an ablation)"})
+    random_draws: int = field(default=10, metadata={
+        "help": "Random's row is the mean of this many seeded draws (seed, seed + 1, ...)"})
     no_finetune: bool = field(default=False, metadata={"help": "only the rows without fine-tune"})
     bench_repeats: int = field(default=0, metadata={
         "help": "interleaved rounds of a measured TTFT run per ratio (0: none; the table gives the counted-FLOP "
@@ -579,8 +581,10 @@ class TestbedCompareArgs:
             raise ValueError(f"--finetune-learning-rate must be > 0, got {self.finetune_learning_rate}.")
         if self.sleb_loss not in ("answers", "all"):
             raise ValueError(f"--sleb-loss must be `answers` or `all`, got {self.sleb_loss!r}.")
-        if self.finetune_batch_size < 1 or self.calibration_samples < 1 or self.bench_repeats < 0:
-            raise ValueError("--finetune-batch-size and --calibration-samples must be >= 1, --bench-repeats >= 0.")
+        if self.finetune_batch_size < 1 or self.calibration_samples < 1 or self.random_draws < 1 or \
+                self.bench_repeats < 0:
+            raise ValueError("--finetune-batch-size, --calibration-samples and --random-draws must be >= 1, "
+                             "--bench-repeats >= 0.")
 
 
 RECOVERY_METHODS = ["sft", "kd_logit", "kd_hidden", "kd_both", "lora"]

@@ -112,11 +112,12 @@ class Comparison:
         return load_similarity_tables(directory)
 
     # --- plans and models
-    def plan(self, strategy: str, ratio: float):
+    def plan(self, strategy: str, ratio: float, draw: int = 0):
+        """The plan of `strategy` at `ratio`; `draw` > 0 is another seeded draw of `random` (seed + draw)."""
         from ..plan import Plan
         from ..selection import select_layers
 
-        path = self.results_dir / "plans" / f"{ratio_label(ratio)}-{strategy}.json"
+        path = self.results_dir / "plans" / f"{ratio_label(ratio)}-{strategy}{f'-{draw}' if draw else ''}.json"
         if path.is_file():
             return Plan.load(path)
         if strategy == "sleb":
@@ -132,19 +133,19 @@ class Comparison:
                                tune_baselines=True, answer_only=self.args.sleb_loss == "answers")
             del model
         else:
-            plan = select_layers(self.similarities(), strategy, drop_ratio=ratio, seed=self.args.seed,
+            plan = select_layers(self.similarities(), strategy, drop_ratio=ratio, seed=self.args.seed + draw,
                                  tune_baselines=strategy in BASELINES_WITHOUT_TUNED)
         path.parent.mkdir(parents=True, exist_ok=True)
         plan.save(path)
         return plan
 
-    def pruned(self, strategy: str, ratio: float) -> Path:
+    def pruned(self, strategy: str, ratio: float, draw: int = 0) -> Path:
         from ..checkpoint import load_model
         from ..surgery import prune_and_save
 
-        directory = self.results_dir / "models" / ratio_label(ratio) / strategy
+        directory = self.results_dir / "models" / ratio_label(ratio) / f"{strategy}{f'-{draw}' if draw else ''}"
         if not (directory / "plan.json").is_file():
-            plan = self.plan(strategy, ratio)
+            plan = self.plan(strategy, ratio, draw)
             prune_and_save(load_model(str(self.model_dir)), plan, str(self.model_dir), directory, overwrite=True)
         return directory
 
@@ -219,25 +220,32 @@ class Comparison:
         rows: list[dict] = []
         bar = tqdm(total=len(work) * (2 if finetune else 1), desc="testbed compare", unit="row")
         for strategy, ratio in work:
-            key = "dense" if strategy == "dense" else f"{ratio_label(ratio)}-{strategy}"
-            bar.set_postfix_str(key)
-            if strategy == "dense":
-                model, plan = self.model_dir, None
-            else:
-                model = self.pruned(strategy, ratio)
-                plan = self.plan(strategy, ratio)
-            rows.append(self.row(key, lambda: self._eval_row(model, strategy, ratio, False, plan)))
+            bar.set_postfix_str(f"{strategy} {ratio_label(ratio)}")
+            draws = range(a.random_draws if strategy == "random" else 1)  # Random: the mean of several draws
+            plain, tuned = [], []
+            for draw in draws:
+                key = "dense" if strategy == "dense" else \
+                    f"{ratio_label(ratio)}-{strategy}{f'-{draw}' if draw else ''}"
+                if strategy == "dense":
+                    model, plan = self.model_dir, None
+                else:
+                    model = self.pruned(strategy, ratio, draw)
+                    plan = self.plan(strategy, ratio, draw)
+                plain.append(self.row(key, lambda: self._eval_row(model, strategy, ratio, False, plan)))
+                if finetune:
+                    plan_file = self.dense_plan_file() if strategy == "dense" else None
+
+                    def tuned_row():
+                        directory = self.finetuned(model, key, plan_file)
+                        row = self._eval_row(directory, strategy, ratio, True, plan)
+                        shutil.rmtree(directory, ignore_errors=True)  # the row is what matters; weights add up fast
+                        return row
+
+                    tuned.append(self.row(f"{key}-ft", tuned_row))
+            rows.append(mean_of_draws(plain))
             bar.update()
             if finetune:
-                plan_file = self.dense_plan_file() if strategy == "dense" else None
-
-                def tuned_row():
-                    directory = self.finetuned(model, key, plan_file)
-                    row = self._eval_row(directory, strategy, ratio, True, plan)
-                    shutil.rmtree(directory, ignore_errors=True)  # the row is what matters; weights add up fast
-                    return row
-
-                rows.append(self.row(f"{key}-ft", tuned_row))
+                rows.append(mean_of_draws(tuned))
                 bar.update()
         bar.close()
         speedups = self.bench() if self.args.bench_repeats else {}
@@ -312,6 +320,20 @@ class Comparison:
             for strategy, model in zip(self.args.strategies, models):
                 speedups[(ratio, strategy)] = by_name[model]
         return speedups
+
+
+def mean_of_draws(rows: list[dict]) -> dict:
+    """One row from the rows of several draws of a strategy: accuracy, per-type accuracy and per-question scores
+    averaged; the draws' dropped layers and accuracies listed (`draws`). A single row is returned as it is."""
+    if len(rows) == 1:
+        return rows[0]
+    first = rows[0]
+    mean = {**first, "accuracy": sum(r["accuracy"] for r in rows) / len(rows),
+            "per_type": {t: sum(r["per_type"][t] for r in rows) / len(rows) for t in first["per_type"]},
+            "draws": [{"dropped_layers": r.get("dropped_layers"), "accuracy": r["accuracy"]} for r in rows]}
+    if all("scores" in r for r in rows):
+        mean["scores"] = [sum(values) / len(rows) for values in zip(*(r["scores"] for r in rows))]
+    return mean
 
 
 def run_compare(args: TestbedCompareArgs) -> dict:

@@ -43,7 +43,7 @@ def trained(tmp_path_factory):
 def compared(trained):
     path, _ = trained
     args = TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
-                              calibration_samples=8, bench_repeats=1)
+                              calibration_samples=8, bench_repeats=1, random_draws=2)
     return path, run_compare(args)
 
 
@@ -145,6 +145,14 @@ def test_compare_pairs_every_row_with_interlace(compared):
             interlace = next(r for r in results["rows"] if r["strategy"] == "interlace"
                              and r["fine_tuned"] == row["fine_tuned"])
             assert versus["mean"] == pytest.approx((row["accuracy"] - interlace["accuracy"]) / results["rows"][0]["accuracy"])
+    # Random: the mean of its draws (here 2), each its own seeded plan and cached row
+    for row in (r for r in results["rows"] if r["strategy"] == "random"):
+        assert len(row["draws"]) == 2 and row["accuracy"] == pytest.approx(
+            sum(d["accuracy"] for d in row["draws"]) / 2)
+    first = json.loads((path / "compare" / "plans" / "25pc-random.json").read_text())["dropped_layers"]
+    second = json.loads((path / "compare" / "plans" / "25pc-random-1.json").read_text())["dropped_layers"]
+    assert [d["dropped_layers"] for d in next(r for r in results["rows"] if r["strategy"] == "random")["draws"]] == [
+        first, second]
     cached = json.loads((path / "compare" / "rows" / "25pc-shortgpt.json").read_text())
     assert len(cached["scores"]) == 12
     assert "vs INTERLACE, paired (points, 95% CI)" in (path / "compare" / "results.md").read_text()
@@ -187,12 +195,12 @@ def test_compare_rerun_reuses_finished_rows(compared, capsys):
     rows_dir = path / "compare" / "rows"
     before = {p.name: p.stat().st_mtime_ns for p in rows_dir.iterdir()}
     again = run_compare(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
-                                           calibration_samples=8, bench_repeats=1))
+                                           calibration_samples=8, bench_repeats=1, random_draws=2))
     assert {p.name: p.stat().st_mtime_ns for p in rows_dir.iterdir()} == before
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in results["rows"]]
     # without a measured bench (the default), the table gives the counted-FLOP speed-up only
     quiet = run_compare(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
-                                           calibration_samples=8, results_dir=str(path / "compare")))
+                                           calibration_samples=8, results_dir=str(path / "compare"), random_draws=2))
     assert all("ttft_speedup" not in r and r["flop_speedup"] >= 1 for r in quiet["rows"])
     assert "TTFT" not in format_compare_table(quiet).splitlines()[0]
 
@@ -334,7 +342,7 @@ def test_oracle_places_each_method_in_the_distribution(compared, capsys):
     args = TestbedOracleArgs(output_dir=str(path), samples=6, num_questions=12, batch_size=5)
     results = run_oracle(args)
     assert results["possible_sets"] == 220 and results["scored_sets"] == len(results["sets"]) == 6
-    assert set(results["methods"]) == set(STRATEGIES)
+    assert set(results["methods"]) == {*STRATEGIES, "random-1"}  # each draw of Random placed on its own
     for name, entry in results["methods"].items():
         plan = json.loads((path / "compare" / "plans" / f"25pc-{name}.json").read_text())
         assert entry["dropped_layers"] == plan["dropped_layers"] and 0 <= entry["percentile"] <= 100
