@@ -238,6 +238,7 @@ class Comparison:
                     def tuned_row():
                         directory = self.finetuned(model, key, plan_file)
                         row = self._eval_row(directory, strategy, ratio, True, plan)
+                        row["trainable_parameters"] = trainable_parameters(directory)
                         shutil.rmtree(directory, ignore_errors=True)  # the row is what matters; weights add up fast
                         return row
 
@@ -320,6 +321,17 @@ class Comparison:
             for strategy, model in zip(self.args.strategies, models):
                 speedups[(ratio, strategy)] = by_name[model]
         return speedups
+
+
+def trainable_parameters(directory: Path) -> int:
+    """The parameters a fine-tuned checkpoint trained: those of its plan's tuned layers (from the headers)."""
+    from ..checkpoint import safetensors_parameter_counts
+    from ..plan import Plan
+
+    plan = Plan.load(directory / "plan.json")
+    kept = list(plan.kept_layers)
+    prefixes = tuple(f".language_model.layers.{kept.index(t)}." for t in plan.tuned_layers)
+    return sum(n for name, n in safetensors_parameter_counts(directory).items() if any(p in name for p in prefixes))
 
 
 def mean_of_draws(rows: list[dict]) -> dict:

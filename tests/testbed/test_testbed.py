@@ -153,6 +153,11 @@ def test_compare_pairs_every_row_with_interlace(compared):
     second = json.loads((path / "compare" / "plans" / "25pc-random-1.json").read_text())["dropped_layers"]
     assert [d["dropped_layers"] for d in next(r for r in results["rows"] if r["strategy"] == "random")["draws"]] == [
         first, second]
+    # every fine-tuned row says how many parameters it trained: here one layer's worth per tuned layer
+    interlace_ft = next(r for r in results["rows"] if r["strategy"] == "interlace" and r["fine_tuned"])
+    dense_ft = results["rows"][1]
+    per_layer = dense_ft["trainable_parameters"] // 12
+    assert interlace_ft["trainable_parameters"] == per_layer * len(interlace_ft["tuned_layers"]) > 0
     cached = json.loads((path / "compare" / "rows" / "25pc-shortgpt.json").read_text())
     assert len(cached["scores"]) == 12
     assert "vs INTERLACE, paired (points, 95% CI)" in (path / "compare" / "results.md").read_text()
