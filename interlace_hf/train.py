@@ -522,15 +522,13 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
         trainer.save_merged(str(staging))
     else:
         trainer.save_model(str(staging), _internal_call=True)
-    from .adapters import ADAPTER_DIR
+    from .adapters import ADAPTER_DIR, DEFAULT_LORA_TARGETS
 
     if train_args.save_adapter:
         trainer.save_adapter(staging / ADAPTER_DIR)
     if sft_config.should_save:
         info = dataclasses.asdict(train_args)
         if train_args.use_peft:  # what the card says of the adapters
-            from .adapters import DEFAULT_LORA_TARGETS
-
             info["lora"] = {"r": train_args.lora_r, "alpha": train_args.lora_alpha, "dropout": train_args.lora_dropout,
                             "target_modules": list(train_args.lora_target_modules or DEFAULT_LORA_TARGETS),
                             "merged": True, "adapter": ADAPTER_DIR if train_args.save_adapter else None}

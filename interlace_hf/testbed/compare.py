@@ -20,11 +20,11 @@ from ..version import package_versions
 from .model import (
     FINETUNE_SEED_OFFSET,
     RESULTS_FORMAT,
-    TESTBED_FILE,
     command_line,
     ensure_synthetic,
     evaluate_accuracy,
     manifest_path,
+    read_testbed,
 )
 from .report import accuracy_stderr, format_compare_table, ratio_label
 
@@ -63,11 +63,7 @@ class Comparison:
         args.validate()
         self.args = args
         self.out = Path(args.output_dir)
-        report = self.out / TESTBED_FILE
-        if not report.is_file() or not (self.out / "model" / "config.json").is_file():
-            raise ValueError(f"{str(self.out)!r} is not a trained testbed (no {TESTBED_FILE} / model); run "
-                             f"`interlace-hf testbed train {self.out}` first.")
-        self.testbed = json.loads(report.read_text())
+        self.testbed = read_testbed(self.out)
         self.model_dir = self.out / "model"
         self.heldout = manifest_path(self.out / "data" / "heldout")
         self.results_dir = Path(args.results_dir) if args.results_dir else self.out / "compare"
@@ -297,9 +293,10 @@ class Comparison:
         """Per drop ratio, the counted-FLOP ideal of the time-to-first-token speed-up (a 448-pixel image and 64 question
         tokens, as `interlace-hf bench` measures): what the quality table shows. Measured TTFT belongs to `bench`."""
         from ..benchmark.flops import ideal_speedup
+        from ..selection import num_to_drop
 
         config = json.loads((self.model_dir / "config.json").read_text())
-        return {ratio: ideal_speedup(config, self.num_layers - math.floor(self.num_layers * ratio + 1e-9),
+        return {ratio: ideal_speedup(config, self.num_layers - num_to_drop(self.num_layers, drop_ratio=ratio),
                                      num_text_tokens=64, image_size=448) for ratio in self.args.drop_ratios}
 
     def bench(self) -> dict[tuple[float, str], float]:

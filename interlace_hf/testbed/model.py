@@ -108,6 +108,16 @@ def manifest_path(directory: Path) -> Path:
     return directory / "synthetic.json"
 
 
+def read_testbed(directory: Path) -> dict:
+    """The report of the trained testbed in `directory` (`testbed.json`); an error naming the fix when the directory
+    holds no trained testbed (no report, or no model)."""
+    report = directory / TESTBED_FILE
+    if not report.is_file() or not (directory / "model" / "config.json").is_file():
+        raise ValueError(f"{str(directory)!r} is not a trained testbed (no {TESTBED_FILE} / model); run "
+                         f"`interlace-hf testbed train {directory}` first.")
+    return json.loads(report.read_text())
+
+
 def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path | None = None) -> Path:
     """The synthetic set at `directory` (made once, atomically; a set of another size or seed is an error). With
     `exclude` (another set's manifest), none of its questions is drawn."""

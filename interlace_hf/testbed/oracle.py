@@ -24,7 +24,8 @@ from pathlib import Path
 from ..args import TestbedOracleArgs
 from ..utils.fileio import write_json_atomic
 from ..version import package_versions
-from .model import TESTBED_FILE, command_line, manifest_path
+from ..selection import num_to_drop
+from .model import command_line, manifest_path, read_testbed
 from .report import ratio_label
 
 logger = logging.getLogger(__name__)
@@ -76,16 +77,8 @@ class Oracle:
         args.validate()
         self.args = args
         self.out = Path(args.output_dir)
-        report = self.out / TESTBED_FILE
-        if not report.is_file() or not (self.out / "model" / "config.json").is_file():
-            raise ValueError(f"{str(self.out)!r} is not a trained testbed (no {TESTBED_FILE} / model); run "
-                             f"`interlace-hf testbed train {self.out}` first.")
-        self.testbed = json.loads(report.read_text())
-        self.num_layers = self.testbed["model"]["text_layers"]
-        self.num_drop = math.floor(self.num_layers * args.drop_ratio + 1e-9)
-        if self.num_drop < 1:
-            raise ValueError(f"--drop-ratio {args.drop_ratio}: {self.num_layers} x {args.drop_ratio} rounds down to 0 "
-                             "layers.")
+        self.num_layers = read_testbed(self.out)["model"]["text_layers"]
+        self.num_drop = num_to_drop(self.num_layers, drop_ratio=args.drop_ratio)
         self.results_dir = Path(args.results_dir) if args.results_dir else self.out / "oracle"
 
     def _batches(self, processor):
@@ -141,27 +134,27 @@ class Oracle:
         sets = draw_drop_sets(self.num_layers, self.num_drop, a.samples, a.seed)
         methods = self.method_sets()
         wanted = list(dict.fromkeys([(), *sets, *(tuple(s) for s in methods.values())]))
+        def key(drop) -> str:
+            return ",".join(map(str, drop))
+
         for drop in tqdm(wanted, desc="testbed oracle", unit="set"):
-            key = ",".join(map(str, drop))
-            if key in cache:
+            if key(drop) in cache:
                 continue
             model = dense
             if drop:
                 model = prune_model(copy.deepcopy(dense), Plan(self.num_layers, dropped_layers=drop,
                                                                strategy="manual"))
             logliks, exact = answer_scores(model, batches)
-            cache[key] = {"accuracy": accuracy(exact), "loglik": sum(logliks) / len(logliks)}
+            cache[key(drop)] = {"accuracy": accuracy(exact), "loglik": sum(logliks) / len(logliks)}
             write_json_atomic(cache_path, cache)  # resumable: a rerun skips every scored set
 
         base = cache[""]
-        scored = [cache[",".join(map(str, s))] for s in sets]
-        distribution = sorted(x["accuracy"] / base["accuracy"] if base["accuracy"] else 0.0 for x in scored)
 
-        def relative(entry):
-            return entry["accuracy"] / base["accuracy"] if base["accuracy"] else 0.0
+        def relative(drop) -> float:
+            return cache[key(drop)]["accuracy"] / base["accuracy"] if base["accuracy"] else 0.0
 
-        best = max(sets, key=lambda s: (cache[",".join(map(str, s))]["accuracy"],
-                                        cache[",".join(map(str, s))]["loglik"]))
+        distribution = sorted(relative(s) for s in sets)
+        best = max(sets, key=lambda s: (cache[key(s)]["accuracy"], cache[key(s)]["loglik"]))
         quantiles = {str(q): distribution[min(len(distribution) - 1, int(q / 100 * len(distribution)))]
                      for q in (0, 10, 25, 50, 75, 90, 100)}
         results = {
@@ -170,12 +163,12 @@ class Oracle:
             "possible_sets": math.comb(self.num_layers, self.num_drop), "scored_sets": len(sets),
             "questions": num_questions, "dense": base,
             "relative_quantiles": quantiles,
-            "best": {"dropped_layers": list(best), "relative": relative(cache[",".join(map(str, best))])},
-            "methods": {name: {"dropped_layers": list(drop), "relative": relative(cache[",".join(map(str, drop))]),
-                               "loglik": cache[",".join(map(str, drop))]["loglik"],
-                               "percentile": percentile(relative(cache[",".join(map(str, drop))]), distribution)}
+            "best": {"dropped_layers": list(best), "relative": relative(best)},
+            "methods": {name: {"dropped_layers": list(drop), "relative": relative(drop),
+                               "loglik": cache[key(drop)]["loglik"],
+                               "percentile": percentile(relative(drop), distribution)}
                         for name, drop in methods.items()},
-            "sets": [{"dropped_layers": list(s), **cache[",".join(map(str, s))]} for s in sets],
+            "sets": [{"dropped_layers": list(s), **cache[key(s)]} for s in sets],
             "versions": package_versions("torch", "transformers", "trl"),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": command_line("oracle", a),

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..args import TestbedCompareArgs, TestbedRecoveryArgs
 from ..utils.fileio import write_json_atomic
 from ..version import package_versions
-from .model import TESTBED_FILE, command_line, evaluate_accuracy, manifest_path
+from .model import command_line, evaluate_accuracy, manifest_path, read_testbed
 from .report import format_recovery_table, paired_bootstrap, ratio_label
 
 logger = logging.getLogger(__name__)
@@ -59,9 +59,7 @@ class Recovery:
         args.validate()
         self.args = args
         self.out = Path(args.output_dir)
-        if not (self.out / TESTBED_FILE).is_file() or not (self.out / "model" / "config.json").is_file():
-            raise ValueError(f"{str(self.out)!r} is not a trained testbed (no {TESTBED_FILE} / model); run "
-                             f"`interlace-hf testbed train {self.out}` first.")
+        read_testbed(self.out)  # an error before any work when it is not one
         self.results_dir = Path(args.results_dir) if args.results_dir else self.out / "recovery"
         self.heldout = manifest_path(self.out / "data" / "heldout")
 
@@ -90,6 +88,7 @@ class Recovery:
         dense = None
         for seed in a.seeds:
             comparison = self.comparison(seed)
+            device = comparison.device
             if dense is None:
                 dense = comparison.row("dense", lambda: self._evaluate(comparison.model_dir, comparison.device))
             model = comparison.pruned(a.strategy, a.drop_ratio)
@@ -116,12 +115,12 @@ class Recovery:
                              "tuned_layers": list(plan.tuned_layers), **row})
                 bar.update()
         bar.close()
-        results = self.summarise(dense, rows)
+        results = self.summarise(dense, rows, device)
         write_json_atomic(self.results_dir / "results.json", results)
         (self.results_dir / "results.md").write_text(format_recovery_table(results) + "\n")
         return results
 
-    def summarise(self, dense: dict, rows: list[dict]) -> dict:
+    def summarise(self, dense: dict, rows: list[dict], device: str) -> dict:
         a = self.args
         tasks = [record["task"] for record in json.loads(self.heldout.read_text())]
         by = {(r["seed"], r["method"]): r for r in rows}
@@ -140,7 +139,7 @@ class Recovery:
         return {
             "format": RECOVERY_FORMAT,
             "dense_accuracy": dense["accuracy"],
-            "settings": {**dataclasses.asdict(a), "device": self.comparison(a.seeds[0]).device},
+            "settings": {**dataclasses.asdict(a), "device": device},
             "summary": summary,
             "rows": [{k: v for k, v in r.items() if k != "scores"} for r in rows],
             "versions": package_versions("torch", "transformers", "trl", "peft"),
