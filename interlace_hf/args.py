@@ -538,6 +538,9 @@ class TestbedTrainArgs:
             raise ValueError(f"--tasks {unknown or '(none)'}: choose task types from {' '.join(known)}.")
 
 
+RECOVERY_METHODS = ["sft", "kd_logit", "kd_hidden", "kd_both", "lora"]
+
+
 @dataclass
 class TestbedCompareArgs:
     """`interlace-hf testbed compare`: every strategy with and without the fine-tune on a testbed model: the table."""
@@ -551,7 +554,14 @@ class TestbedCompareArgs:
     finetune_fraction: float = field(default=0.01, metadata={"help": "fine-tune set size, a fraction of the training "
                                                                      "samples (paper: one percent)"})
     finetune_learning_rate: float | None = field(default=None, metadata={
-        "help": "fine-tune peak learning rate (default: the testbed's training rate / 10)"})
+        "help": "one fine-tune peak learning rate for every row (default: each row's own, chosen from "
+                "--finetune-lr-grid on a validation split)"})
+    finetune_lr_grid: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3], metadata={
+        "help": "the fine-tune learning rates each fine-tuned row tries; the one with the best accuracy on the "
+                "validation split is reported on the held-out questions"})
+    validation_questions: int = field(default=600, metadata={
+        "help": "questions of the validation split the learning rate is chosen on (drawn apart from the training, "
+                "held-out and fine-tune sets)"})
     finetune_batch_size: int = field(default=8, metadata={"help": "fine-tune samples per step"})
     calibration_samples: int = field(default=128, metadata={"help": "samples for the similarities and SLEB"})
     sleb_loss: str = field(default="all", metadata={
@@ -561,6 +571,9 @@ class TestbedCompareArgs:
     random_draws: int = field(default=10, metadata={
         "help": "Random's row is the mean of this many seeded draws (seed, seed + 1, ...)"})
     no_finetune: bool = field(default=False, metadata={"help": "only the rows without fine-tune"})
+    recovery_methods: list[str] = field(default_factory=lambda: ["kd_both", "lora"], metadata={
+        "help": "other ways to recover, each a further fine-tuned INTERLACE row (those of `testbed recovery`: "
+                "kd_logit kd_hidden kd_both lora; `none` for no such row)"})
     bench_repeats: int = field(default=0, metadata={
         "help": "interleaved rounds of a measured TTFT run per ratio (0: none; the table gives the counted-FLOP "
                 "speed-up, and measured speed belongs to `interlace-hf bench`)"})
@@ -579,15 +592,22 @@ class TestbedCompareArgs:
             raise ValueError(f"--finetune-fraction must be in (0, 1], got {self.finetune_fraction}.")
         if self.finetune_learning_rate is not None and not self.finetune_learning_rate > 0:
             raise ValueError(f"--finetune-learning-rate must be > 0, got {self.finetune_learning_rate}.")
+        if not self.finetune_lr_grid or not all(lr > 0 for lr in self.finetune_lr_grid):
+            raise ValueError(f"--finetune-lr-grid must list learning rates > 0, e.g. 1e-4 3e-4 1e-3; got "
+                             f"{self.finetune_lr_grid}.")
+        if self.validation_questions < 6:
+            raise ValueError(f"--validation-questions must be >= 6 (one per task type at least), got "
+                             f"{self.validation_questions}.")
         if self.sleb_loss not in ("answers", "all"):
             raise ValueError(f"--sleb-loss must be `answers` or `all`, got {self.sleb_loss!r}.")
+        allowed = [m for m in RECOVERY_METHODS if m != "sft"]  # (SFT is the INTERLACE row itself)
+        unknown = [m for m in self.recovery_methods if m not in (*allowed, "none")]
+        if unknown:
+            raise ValueError(f"--recovery-methods {unknown}: choose from {' '.join(allowed)}, or `none`.")
         if self.finetune_batch_size < 1 or self.calibration_samples < 1 or self.random_draws < 1 or \
                 self.bench_repeats < 0:
             raise ValueError("--finetune-batch-size, --calibration-samples and --random-draws must be >= 1, "
                              "--bench-repeats >= 0.")
-
-
-RECOVERY_METHODS = ["sft", "kd_logit", "kd_hidden", "kd_both", "lora"]
 
 
 @dataclass
@@ -637,6 +657,29 @@ class TestbedRecoveryArgs:
         if self.lora_r < 1 or self.finetune_batch_size < 1 or self.bootstrap < 100 or self.distill_temperature <= 0:
             raise ValueError("--lora-r and --finetune-batch-size must be >= 1, --bootstrap >= 100 and "
                              "--distill-temperature > 0.")
+
+
+@dataclass
+class TestbedSummaryArgs:
+    """`interlace-hf testbed summary`: the comparison over seeds (one `testbed compare` result per training seed, or
+    per compare seed): mean relative performance, and paired two-level bootstrap intervals against INTERLACE and for
+    each method's recovery by the fine-tune."""
+
+    __test__ = False  # not a pytest class
+
+    output_dir: str = field(metadata={"positional": True, "help": "where to write summary.{json,md}"})
+    results: list[str] = field(default_factory=list, metadata={
+        "help": "comparison directories (a testbed's `compare/`, or the testbed directory itself), one per seed"})
+    bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of the intervals"})
+
+    def validate(self) -> None:
+        if not self.results:
+            raise ValueError("--results: give the comparisons to summarise, one per seed, e.g. --results "
+                             "outputs/tb-0 outputs/tb-1 outputs/tb-2 (each compared with `testbed compare`).")
+        if len(set(self.results)) < len(self.results):
+            raise ValueError(f"--results lists a directory twice: {self.results}.")
+        if self.bootstrap < 100:
+            raise ValueError(f"--bootstrap must be >= 100 resamples, got {self.bootstrap}.")
 
 
 @dataclass

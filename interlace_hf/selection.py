@@ -358,12 +358,19 @@ def _select_angular(tables: SimilarityTables, n: int, protected: frozenset[int])
 
 
 def neighbors_of(dropped: list[int], num_layers: int) -> list[int]:
-    """For each dropped layer, the next surviving layer (the previous one past the end of the model), deduplicated."""
+    """One tuned survivor per dropped layer, so a baseline tunes as many layers as INTERLACE drops and tunes.
+
+    In ascending order, each dropped layer takes the nearest surviving layer after it that no earlier dropped layer
+    took (before it, where none is left after it); adjacent drops (a block at the end, say) therefore take distinct
+    neighbours instead of sharing one. Fewer than `len(dropped)` only when fewer layers survive.
+    """
     gone = set(dropped)
-    tuned = set()
-    for layer in dropped:
-        after = next((j for j in range(layer + 1, num_layers) if j not in gone), None)
-        if after is None:
-            after = next(j for j in range(layer - 1, -1, -1) if j not in gone)  # a plan keeps at least one layer
-        tuned.add(after)
+    survivors = [j for j in range(num_layers) if j not in gone]
+    tuned: set[int] = set()
+    for layer in sorted(dropped):
+        free = [j for j in survivors if j not in tuned]
+        if not free:
+            break
+        after = [j for j in free if j > layer]
+        tuned.add(after[0] if after else free[-1])
     return sorted(tuned)

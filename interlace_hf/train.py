@@ -528,6 +528,9 @@ def run_training(train_args: TrainArgs, sft_config, source: RecipeSource | None 
         trainer.save_adapter(staging / ADAPTER_DIR)
     if sft_config.should_save:
         info = dataclasses.asdict(train_args)
+        from .trainer import count_parameters
+
+        info["trainable_parameters"] = count_parameters(trainer.model)[0]  # (under LoRA: the adapters')
         if train_args.use_peft:  # what the card says of the adapters
             info["lora"] = {"r": train_args.lora_r, "alpha": train_args.lora_alpha, "dropout": train_args.lora_dropout,
                             "target_modules": list(train_args.lora_target_modules or DEFAULT_LORA_TARGETS),

@@ -200,11 +200,12 @@ def test_shortgpt_exact():
     plan = select_layers(TABLES, "shortgpt", num_drop=3)
     assert roles(plan) == ((1, 2, 5), (), ())
     assert plan.metadata["tune_baselines"] is False
-    assert roles(select_layers(TABLES, "shortgpt", num_drop=3, tune_baselines=True)) == ((1, 2, 5), (3, 6), ())
+    assert roles(select_layers(TABLES, "shortgpt", num_drop=3, tune_baselines=True)) == ((1, 2, 5), (3, 4, 6), ())
     assert select_layers(TABLES, "shortgpt", num_drop=3, protected_layers=[1]).dropped_layers == (0, 2, 5)
-    # A dropped last layer has no next layer: the surviving layer before it is tuned.
+    # One tuned survivor per dropped layer (the same budget as INTERLACE's): 2's next survivor, 3, is 1's, so 2
+    # takes 4. A dropped last layer has no next survivor left: it takes the nearest free one before it.
     last_best = SimilarityTables(5, {1: [0.1, 0.2, 0.3, 0.8, 0.9]})
-    assert roles(select_layers(last_best, "shortgpt", num_drop=2, tune_baselines=True)) == ((3, 4), (2,), ())
+    assert roles(select_layers(last_best, "shortgpt", num_drop=2, tune_baselines=True)) == ((3, 4), (1, 2), ())
 
 
 def test_shortgpt_skips_unmeasured_layers():
@@ -218,8 +219,8 @@ def test_angular_exact():
     plan = select_layers(TABLES, "angular", num_drop=3)
     assert roles(plan) == ((4, 5, 6), (), ())
     assert plan.metadata["angular_distance"] == pytest.approx(math.acos(0.95) / math.pi)
-    assert select_layers(TABLES, "angular", num_drop=3, tune_baselines=True).tuned_layers == (7,)
-    assert roles(select_layers(TABLES, "angular", num_drop=2, tune_baselines=True)) == ((7, 8), (6,), ())
+    assert select_layers(TABLES, "angular", num_drop=3, tune_baselines=True).tuned_layers == (3, 7, 8)
+    assert roles(select_layers(TABLES, "angular", num_drop=2, tune_baselines=True)) == ((7, 8), (5, 6), ())
     assert select_layers(TABLES, "angular", num_drop=1).dropped_layers == (5,)
     # protecting 5 rules out blocks 3, 4 and 5; the next best is 2-3-4.
     assert select_layers(TABLES, "angular", num_drop=3, protected_layers=[5]).dropped_layers == (2, 3, 4)
@@ -296,6 +297,8 @@ def test_plan_invariants(request, seed):
     assert not dropped & tuned and not dropped & anchors and not tuned & anchors
     assert all(0 <= i < num_layers for i in dropped | tuned | anchors)
     assert not dropped & protected
+    if tune:  # a tuned baseline gets INTERLACE's budget: one tuned layer per dropped one
+        assert len(tuned) == min(n, num_layers - n)
 
     if strategy in ("interlace", "interlace_oa", "interlace_tn"):
         blocks = plan.metadata["blocks"]

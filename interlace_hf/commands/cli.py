@@ -21,6 +21,7 @@ from ..args import (
     SyntheticArgs,
     TestbedCompareArgs,
     TestbedOracleArgs,
+    TestbedSummaryArgs,
     TestbedRecoveryArgs,
     TestbedTrainArgs,
     TinyArgs,
@@ -233,6 +234,18 @@ def _cmd_testbed_oracle(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_testbed_summary(ns: argparse.Namespace) -> int:
+    from ..testbed.report import format_summary_table
+    from ..testbed.summary import run_summary
+
+    summary = run_summary(from_namespace(TestbedSummaryArgs, ns))
+    seeds = ", ".join(f"model {s['model']} / compare {s['compare']}" for s in summary["seeds"])
+    print(f"{len(summary['seeds'])} seeds ({seeds}); relative performance = the mean over task types of accuracy / "
+          "the dense model's:")
+    print(format_summary_table(summary))
+    return 0
+
+
 def _add_command(subparsers, name: str, args_class: type, func) -> None:
     """One subcommand: its flags are the fields of `args_class`, its help the class docstring."""
     summary = args_class.__doc__.split(":", 1)[1].strip()
@@ -270,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_command(testbed_sub, "compare", TestbedCompareArgs, _cmd_testbed_compare)
     _add_command(testbed_sub, "recovery", TestbedRecoveryArgs, _cmd_testbed_recovery)
     _add_command(testbed_sub, "oracle", TestbedOracleArgs, _cmd_testbed_oracle)
+    _add_command(testbed_sub, "summary", TestbedSummaryArgs, _cmd_testbed_summary)
     run = sub.add_parser("run", help="the whole method from one recipe: data -> ... -> card (-> push)",
                          description="the whole method from one recipe, resumable stage by stage")
     run.add_argument("--config", required=True, help="a run recipe (see recipes/run/)")

@@ -248,7 +248,7 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
 
 def make_synthetic(output_dir: str | Path, num: int = 200, seed: int = 0, image_size: int = 64,
                    overwrite: bool = False, tasks: Sequence[str] | None = None,
-                   exclude: str | Path | None = None) -> Path:
+                   exclude: str | Path | Sequence[str | Path] | None = None) -> Path:
     """Write `num` records (images + `synthetic.json`) to `output_dir`, atomically; the same seed gives the same set.
 
     Args:
@@ -258,8 +258,9 @@ def make_synthetic(output_dir: str | Path, num: int = 200, seed: int = 0, image_
         image_size: side of the shape images; charts and text use at least 128 pixels.
         overwrite: replace a non-empty `output_dir`.
         tasks: task types to draw from, each record picking one uniformly (default: all of `TASKS`).
-        exclude: another set's manifest; no question of it (same image bytes, same question) is drawn here, so a
-            held-out set shares nothing with the training set. Draws that repeat one are discarded and drawn again.
+        exclude: another set's manifest (or several); no question of it (same image bytes, same question) is drawn
+            here, so a held-out set shares nothing with the training set. Draws that repeat one are discarded and
+            drawn again.
 
     Returns:
         the path of the manifest, `output_dir/synthetic.json`.
@@ -274,7 +275,11 @@ def make_synthetic(output_dir: str | Path, num: int = 200, seed: int = 0, image_
         raise ValueError(f"--tasks {list(tasks)} must be a non-empty subset of {list(ALL_TASK_TYPES)}; unknown: "
                          f"{unknown}.")
     rng = random.Random(seed)
-    excluded = set(manifest_keys(exclude)) if exclude is not None else None
+    if exclude is None:
+        excluded = None
+    else:
+        excluded = {key for manifest in ([exclude] if isinstance(exclude, (str, Path)) else exclude)
+                    for key in manifest_keys(manifest)}
     with atomic_output_dir(output_dir, overwrite, flag="OUT") as staging:
         (staging / "images").mkdir()
         records, draws = [], 0

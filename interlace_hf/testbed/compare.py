@@ -20,13 +20,14 @@ from ..version import package_versions
 from .model import (
     FINETUNE_SEED_OFFSET,
     RESULTS_FORMAT,
+    VALIDATION_SEED_OFFSET,
     command_line,
     ensure_synthetic,
     evaluate_accuracy,
     manifest_path,
     read_testbed,
 )
-from .report import accuracy_stderr, format_compare_table, ratio_label
+from .report import accuracy_stderr, format_compare_table, ratio_label, relative_performance
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,15 @@ METHOD_NAMES = {
     "angular": "Angular",
     "sleb": "SLEB",
 }
+RECOVERY_NAMES = {"kd_logit": "KD logits", "kd_hidden": "KD hidden states", "kd_both": "KD", "lora": "LoRA"}
+
+
+def method_name(strategy: str) -> str:
+    """The table's name of a strategy, or of a recovery row ("interlace+kd_both" -> "INTERLACE + KD")."""
+    base, _, method = strategy.partition("+")
+    return METHOD_NAMES[base] + (f" + {RECOVERY_NAMES[method]}" if method else "")
+
+
 # Strategies whose own plan tunes nothing: for their fine-tuned rows each dropped layer's next survivor is tuned
 # (`tune_baselines`), so every method gets a comparable trainable budget.
 BASELINES_WITHOUT_TUNED = ("shortgpt", "angular", "sleb")
@@ -80,9 +90,31 @@ class Comparison:
                                 round(args.finetune_fraction * self.testbed["settings"]["num_train"]))
 
     # --- shared inputs
+    @property
+    def unseen(self) -> bool:
+        """The testbed holds out only questions it never trained on; the fine-tune and validation sets then keep
+        clear of the held-out questions too."""
+        return bool(self.testbed["settings"].get("unseen_heldout"))
+
     def finetune_data(self) -> Path:
+        exclude = [self.heldout, self.validation_data()] if self.unseen else None
         return ensure_synthetic(self.results_dir / "data" / "finetune", self.num_finetune,
-                                self.args.seed + FINETUNE_SEED_OFFSET, self.testbed["settings"]["tasks"])
+                                self.args.seed + FINETUNE_SEED_OFFSET, self.testbed["settings"]["tasks"],
+                                exclude=exclude)
+
+    def validation_data(self) -> Path:
+        """The split each fine-tuned row's learning rate is chosen on: never the held-out (test) questions and, for
+        an unseen testbed, never a training question either, like the held-out set."""
+        exclude = [self.heldout] + ([manifest_path(self.out / "data" / "train")] if self.unseen else [])
+        return ensure_synthetic(self.results_dir / "data" / "validation", self.args.validation_questions,
+                                self.args.seed + VALIDATION_SEED_OFFSET, self.testbed["settings"]["tasks"],
+                                exclude=exclude)
+
+    @property
+    def learning_rates(self) -> list[float]:
+        """The fine-tune rates a fine-tuned row tries: the fixed one, or the grid."""
+        a = self.args
+        return [a.finetune_learning_rate] if a.finetune_learning_rate else list(dict.fromkeys(a.finetune_lr_grid))
 
     @property
     def calibration_fraction(self) -> float:
@@ -173,6 +205,55 @@ class Comparison:
         run_training(train_args, config)
         return directory
 
+    def recovery_options(self, method: str) -> tuple[dict, dict, float]:
+        """(`TrainArgs` fields, `InterlaceSFTConfig` fields, factor on the fine-tune rates) of a recovery method
+        (`testbed recovery`'s; "" is the paper's SFT)."""
+        from .recovery import LORA_RATE_FACTOR, method_settings
+
+        if not method:
+            return {}, {}, 1.0
+        train_options, config_options = method_settings(method, str(self.model_dir))
+        return train_options, config_options, LORA_RATE_FACTOR if method == "lora" else 1.0
+
+    def rates(self, method: str = "") -> list[float]:
+        return [self.recovery_options(method)[2] * lr for lr in self.learning_rates]
+
+    def _finetuned_name(self, key: str, lr: float) -> str:
+        return f"{key}-lr{lr:g}" if len(self.learning_rates) > 1 else key
+
+    def choose_learning_rate(self, model: Path, key: str, plan_file: Path | None,
+                             method: str = "") -> tuple[float, dict[str, float]]:
+        """The fine-tune rate of row `key`: of `rates(method)`, the one whose fine-tuned model scores best on the
+        validation split (ties: the smaller rate), and every rate's validation accuracy. One rate: no search."""
+        rates = self.rates(method)
+        if len(rates) == 1:
+            return rates[0], {}
+        train_options, config_options, _ = self.recovery_options(method)
+        validation = {}
+        for lr in rates:
+            name = self._finetuned_name(key, lr)
+            row = self.row(f"{name}-validation", lambda: {"learning_rate": lr, **evaluate_accuracy(
+                self.finetuned(model, name, plan_file, learning_rate=lr, train_options=train_options,
+                               config_options=config_options), self.validation_data(), device=self.device)})
+            validation[f"{lr:g}"] = row["accuracy"]
+        best = max(rates, key=lambda lr: (validation[f"{lr:g}"], -lr))
+        logger.info("%s: fine-tune learning rate %g (validation accuracy %s)", key, best,
+                    ", ".join(f"{lr} {acc:.3f}" for lr, acc in validation.items()))
+        return best, validation
+
+    def _tuned_row(self, model: Path, key: str, strategy: str, ratio: float, plan, plan_file: Path | None,
+                   method: str, rate: float, validation: dict) -> dict:
+        """The fine-tuned row of `key` at the chosen `rate`; every fine-tuned model of the row is deleted after."""
+        train_options, config_options, _ = self.recovery_options(method)
+        directory = self.finetuned(model, self._finetuned_name(key, rate), plan_file, learning_rate=rate,
+                                   train_options=train_options, config_options=config_options)
+        row = self._eval_row(directory, strategy, ratio, True, plan)
+        row.update(trainable_parameters=trainable_parameters(directory), learning_rate=rate,
+                   validation_accuracy=validation)
+        for lr in self.rates(method):  # the row is what matters; weights add up fast
+            shutil.rmtree(self.results_dir / "finetuned" / self._finetuned_name(key, lr), ignore_errors=True)
+        return row
+
     def dense_plan_file(self) -> Path:
         """Dense-FT: no layer dropped, every text decoder layer tuned (the budget of a plain fine-tune)."""
         from ..plan import Plan
@@ -198,7 +279,7 @@ class Comparison:
 
     def _eval_row(self, model_dir: Path, method: str, ratio: float, finetuned: bool, plan=None) -> dict:
         result = evaluate_accuracy(model_dir, self.heldout, device=self.device, item_scores=True)
-        name = "Dense-FT" if method == "dense" and finetuned else METHOD_NAMES[method]
+        name = "Dense-FT" if method == "dense" and finetuned else method_name(method)
         row = {"method": name, "strategy": method, "drop_ratio": ratio, "fine_tuned": finetuned,
                **result}
         if plan is not None:
@@ -212,56 +293,61 @@ class Comparison:
         a = self.args
         self.results_dir.mkdir(parents=True, exist_ok=True)
         finetune = not a.no_finetune
-        work = [("dense", 0.0)] + [(s, r) for r in a.drop_ratios for s in a.strategies]
+        # INTERLACE's further recovery rows ("interlace+kd_both", ...): fine-tuned only
+        recovery = [m for m in a.recovery_methods if m != "none"] if finetune and "interlace" in a.strategies else []
+        work = [("dense", 0.0)] + [(s, r) for r in a.drop_ratios
+                                   for s in [*a.strategies, *(f"interlace+{m}" for m in recovery)]]
         rows: list[dict] = []
-        bar = tqdm(total=len(work) * (2 if finetune else 1), desc="testbed compare", unit="row")
+        bar = tqdm(total=sum(1 if "+" in s or not finetune else 2 for s, _ in work), desc="testbed compare",
+                   unit="row")
         for strategy, ratio in work:
             bar.set_postfix_str(f"{strategy} {ratio_label(ratio)}")
-            draws = range(a.random_draws if strategy == "random" else 1)  # Random: the mean of several draws
+            base, _, method = strategy.partition("+")
+            draws = range(a.random_draws if base == "random" else 1)  # Random: the mean of several draws
             plain, tuned = [], []
             for draw in draws:
-                key = "dense" if strategy == "dense" else \
-                    f"{ratio_label(ratio)}-{strategy}{f'-{draw}' if draw else ''}"
-                if strategy == "dense":
+                key = "dense" if base == "dense" else f"{ratio_label(ratio)}-{base}{f'-{draw}' if draw else ''}"
+                if base == "dense":
                     model, plan = self.model_dir, None
                 else:
-                    model = self.pruned(strategy, ratio, draw)
-                    plan = self.plan(strategy, ratio, draw)
-                plain.append(self.row(key, lambda: self._eval_row(model, strategy, ratio, False, plan)))
+                    model = self.pruned(base, ratio, draw)
+                    plan = self.plan(base, ratio, draw)
+                if not method:
+                    plain.append(self.row(key, lambda: self._eval_row(model, strategy, ratio, False, plan)))
                 if finetune:
-                    plan_file = self.dense_plan_file() if strategy == "dense" else None
-
-                    def tuned_row():
-                        directory = self.finetuned(model, key, plan_file)
-                        row = self._eval_row(directory, strategy, ratio, True, plan)
-                        row["trainable_parameters"] = trainable_parameters(directory)
-                        shutil.rmtree(directory, ignore_errors=True)  # the row is what matters; weights add up fast
-                        return row
-
-                    tuned.append(self.row(f"{key}-ft", tuned_row))
-            rows.append(mean_of_draws(plain))
-            bar.update()
-            if finetune:
-                rows.append(mean_of_draws(tuned))
-                bar.update()
+                    plan_file = self.dense_plan_file() if base == "dense" else None
+                    tuned_key = f"{key}-{method}" if method else key
+                    if draw == 0:  # the rate is chosen per method and ratio, on the first draw
+                        rate, validation = self.choose_learning_rate(model, tuned_key, plan_file, method)
+                    tuned.append(self.row(f"{tuned_key}-ft", lambda: self._tuned_row(
+                        model, tuned_key, strategy, ratio, plan, plan_file, method, rate, validation)))
+            for done in (plain, tuned):
+                if done:
+                    rows.append(mean_of_draws(done))
+                    bar.update()
         bar.close()
         speedups = self.bench() if self.args.bench_repeats else {}
         flop = self.flop_speedups()
-        dense = rows[0]["accuracy"]
+        dense = rows[0]["per_type"]
         counts = Counter(record["task"] for record in json.loads(self.heldout.read_text()))
         for row in rows:
             row["accuracy_stderr"] = accuracy_stderr(row["per_type"], counts)
-            row["relative"] = row["accuracy"] / dense if dense > 0 else None
+            row["relative"] = relative_performance(row["per_type"], dense)
             row["flop_speedup"] = 1.0 if row["strategy"] == "dense" else flop[row["drop_ratio"]]
             if speedups:
                 row["ttft_speedup"] = 1.0 if row["strategy"] == "dense" else \
-                    speedups[(row["drop_ratio"], row["strategy"])]
+                    speedups[(row["drop_ratio"], row["strategy"].partition("+")[0])]
         self.pair_with_interlace(rows, dense)
-        rows = [{k: v for k, v in row.items() if k != "scores"} for row in rows]  # the scores stay in rows/
+        # every row's per-question scores, for `testbed summary` (over training seeds); results.json stays small
+        write_json_atomic(self.results_dir / "scores.json", {
+            "tasks": [record["task"] for record in json.loads(self.heldout.read_text())],
+            "rows": [{k: row[k] for k in ("strategy", "drop_ratio", "fine_tuned", "scores")}
+                     for row in rows if "scores" in row]})
+        rows = [{k: v for k, v in row.items() if k != "scores"} for row in rows]
         results = {
             "format": RESULTS_FORMAT,
             "testbed": {k: self.testbed[k] for k in ("settings", "model", "accuracy", "chance")},
-            "settings": {**dataclasses.asdict(a), "finetune_learning_rate": self.ft_lr,
+            "settings": {**dataclasses.asdict(a), "finetune_learning_rates": self.learning_rates,
                          "finetune_samples": self.num_finetune, "device": self.device},
             "rows": rows,
             "bench": {ratio_label(r): str(self.results_dir / f"bench-{ratio_label(r)}.json") for r in a.drop_ratios},
@@ -274,20 +360,21 @@ class Comparison:
         (self.results_dir / "results.md").write_text(markdown + "\n")
         return results
 
-    def pair_with_interlace(self, rows: list[dict], dense: float) -> None:
+    def pair_with_interlace(self, rows: list[dict], dense: dict[str, float]) -> None:
         """For every row with the same drop ratio and fine-tune state as an INTERLACE row, its difference from it in
-        points of relative performance, paired over the held-out questions, with a bootstrap 95% interval
-        (`vs_interlace`); rows cached before per-question scores were kept get none."""
-        from .report import paired_bootstrap
+        relative performance (`dense`: the dense model's per-type accuracy), paired over the held-out questions, with
+        a bootstrap 95% interval (`vs_interlace`); rows cached before per-question scores were kept get none."""
+        from .report import paired_bootstrap, relative_scale
 
         tasks = [record["task"] for record in json.loads(self.heldout.read_text())]
         reference = {(r["drop_ratio"], r["fine_tuned"]): r for r in rows if r["strategy"] == "interlace"}
         for row in rows:
             ours = reference.get((row["drop_ratio"], row["fine_tuned"]))
-            if ours is None or row is ours or "scores" not in row or "scores" not in ours or dense <= 0:
+            if ours is None or row is ours or "scores" not in row or "scores" not in ours or not any(dense.values()):
                 continue
-            stats = paired_bootstrap([row["scores"]], [ours["scores"]], tasks, resamples=2000, seed=self.args.seed)
-            row["vs_interlace"] = {k: stats[k] / dense for k in ("mean", "low", "high")}
+            stats = paired_bootstrap([row["scores"]], [ours["scores"]], tasks, resamples=2000, seed=self.args.seed,
+                                     scale=relative_scale(dense))
+            row["vs_interlace"] = {k: stats[k] for k in ("mean", "low", "high")}
 
     def flop_speedups(self) -> dict[float, float]:
         """Per drop ratio, the counted-FLOP ideal of the time-to-first-token speed-up (a 448-pixel image and 64 question
@@ -321,9 +408,15 @@ class Comparison:
 
 
 def trainable_parameters(directory: Path) -> int:
-    """The parameters a fine-tuned checkpoint trained: those of its plan's tuned layers (from the headers)."""
+    """The parameters a fine-tuned checkpoint trained: as its training recorded them (under LoRA, the adapters'),
+    else those of its plan's tuned layers (from the headers)."""
     from ..checkpoint import safetensors_parameter_counts
     from ..plan import Plan
+    from ..train import TRAIN_INFO_FILE
+
+    recorded = json.loads((directory / TRAIN_INFO_FILE).read_text()).get("trainable_parameters")
+    if recorded:
+        return recorded
 
     plan = Plan.load(directory / "plan.json")
     kept = list(plan.kept_layers)

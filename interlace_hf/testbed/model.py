@@ -21,6 +21,8 @@ HELDOUT_SEED_OFFSET = 2_000
 
 
 FINETUNE_SEED_OFFSET = 3_000
+# (`testbed compare`'s validation split, on which each fine-tuned row's learning rate is chosen)
+VALIDATION_SEED_OFFSET = 4_000
 
 
 @dataclass(frozen=True)
@@ -118,16 +120,16 @@ def read_testbed(directory: Path) -> dict:
     return json.loads(report.read_text())
 
 
-def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path | None = None) -> Path:
+def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path | list[Path] | None = None) -> Path:
     """The synthetic set at `directory` (made once, atomically; a set of another size or seed is an error). With
-    `exclude` (another set's manifest), none of its questions is drawn."""
+    `exclude` (other sets' manifests), none of their questions is drawn."""
     from ..datasets.synthetic import make_synthetic
 
     manifest = manifest_path(directory)
     stamp = directory / "made_with.json"
     wanted = {"num": num, "seed": seed, "tasks": list(tasks)}
     if exclude is not None:
-        wanted["exclude"] = str(exclude)
+        wanted["exclude"] = [str(p) for p in exclude] if isinstance(exclude, list) else str(exclude)
     if manifest.is_file():
         made = json.loads(stamp.read_text()) if stamp.is_file() else None
         if made != wanted:

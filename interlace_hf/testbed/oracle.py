@@ -26,7 +26,7 @@ from ..utils.fileio import write_json_atomic
 from ..version import package_versions
 from ..selection import num_to_drop
 from .model import command_line, manifest_path, read_testbed
-from .report import ratio_label
+from .report import ratio_label, relative_performance
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +123,11 @@ class Oracle:
         records = json.loads(manifest_path(self.out / "data" / "heldout").read_text())[:num_questions]
         tasks = [r["task"] for r in records]
 
-        def accuracy(exact: list[int]) -> float:
+        def per_type(exact: list[int]) -> dict[str, float]:
             by: dict[str, list[int]] = {}
             for task, hit in zip(tasks, exact):
                 by.setdefault(task, []).append(hit)
-            return sum(sum(v) / len(v) for v in by.values()) / len(by)
+            return {task: sum(v) / len(v) for task, v in sorted(by.items())}
 
         cache_path = self.results_dir / f"scores-{ratio_label(a.drop_ratio)}.json"
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
@@ -138,20 +138,22 @@ class Oracle:
             return ",".join(map(str, drop))
 
         for drop in tqdm(wanted, desc="testbed oracle", unit="set"):
-            if key(drop) in cache:
+            if "per_type" in cache.get(key(drop), {}):  # (entries from before per-type scores are scored again)
                 continue
             model = dense
             if drop:
                 model = prune_model(copy.deepcopy(dense), Plan(self.num_layers, dropped_layers=drop,
                                                                strategy="manual"))
             logliks, exact = answer_scores(model, batches)
-            cache[key(drop)] = {"accuracy": accuracy(exact), "loglik": sum(logliks) / len(logliks)}
+            types = per_type(exact)
+            cache[key(drop)] = {"accuracy": sum(types.values()) / len(types), "per_type": types,
+                                "loglik": sum(logliks) / len(logliks)}
             write_json_atomic(cache_path, cache)  # resumable: a rerun skips every scored set
 
         base = cache[""]
 
-        def relative(drop) -> float:
-            return cache[key(drop)]["accuracy"] / base["accuracy"] if base["accuracy"] else 0.0
+        def relative(drop) -> float:  # the paper's: the mean over task types of accuracy / the dense model's
+            return relative_performance(cache[key(drop)]["per_type"], base["per_type"]) or 0.0
 
         distribution = sorted(relative(s) for s in sets)
         best = max(sets, key=lambda s: (cache[key(s)]["accuracy"], cache[key(s)]["loglik"]))

@@ -25,6 +25,9 @@ from interlace_hf.testbed.report import accuracy_stderr, format_compare_table
 from interlace_hf.testbed.train import train_testbed
 
 STRATEGIES = ["interlace", "shortgpt", "sleb", "random"]
+# the `compared` fixture's settings (a rerun with other ones would compute other rows)
+COMPARE = {"drop_ratios": [0.25], "strategies": STRATEGIES, "calibration_samples": 8, "random_draws": 2,
+           "finetune_lr_grid": [1e-4, 1e-3], "validation_questions": 12, "recovery_methods": ["kd_both", "lora"]}
 
 
 def _train(path: Path, seed: int = 0, **kwargs):
@@ -42,8 +45,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def compared(trained):
     path, _ = trained
-    args = TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
-                              calibration_samples=8, bench_repeats=1, random_draws=2)
+    args = TestbedCompareArgs(output_dir=str(path), bench_repeats=1, **COMPARE)
     return path, run_compare(args)
 
 
@@ -104,14 +106,14 @@ def test_compare_table_structure(compared):
     # Dense, Dense-FT, then every strategy without and with the fine-tune.
     assert [(r["method"], r["fine_tuned"]) for r in rows[:2]] == [("Dense", False), ("Dense-FT", True)]
     assert [(r["strategy"], r["fine_tuned"]) for r in rows[2:]] == [
-        (s, ft) for s in STRATEGIES for ft in (False, True)]
+        (s, ft) for s in STRATEGIES for ft in (False, True)] + [("interlace+kd_both", True), ("interlace+lora", True)]
+    assert [r["method"] for r in rows[-2:]] == ["INTERLACE + KD", "INTERLACE + LoRA"]
     for row in rows:
         assert set(row) >= {"method", "drop_ratio", "fine_tuned", "ttft_speedup", "accuracy", "relative", "per_type"}
         assert 0 <= row["accuracy"] <= 1 and row["ttft_speedup"] > 0 and row["accuracy_stderr"] >= 0
-        if rows[0]["accuracy"] > 0:
-            assert row["relative"] == pytest.approx(row["accuracy"] / rows[0]["accuracy"])
-        else:
-            assert row["relative"] is None
+        # the paper's relative performance: the mean over task types of accuracy / the dense model's accuracy
+        ratios = [row["per_type"][t] / p for t, p in rows[0]["per_type"].items() if p > 0]
+        assert row["relative"] == (pytest.approx(sum(ratios) / len(ratios)) if ratios else None)
     for row in rows[2:]:
         assert row["drop_ratio"] == 0.25
         assert len(row["dropped_layers"]) == 3 and row["layers"] == 9
@@ -144,7 +146,9 @@ def test_compare_pairs_every_row_with_interlace(compared):
             assert versus["low"] <= versus["mean"] <= versus["high"]
             interlace = next(r for r in results["rows"] if r["strategy"] == "interlace"
                              and r["fine_tuned"] == row["fine_tuned"])
-            assert versus["mean"] == pytest.approx((row["accuracy"] - interlace["accuracy"]) / results["rows"][0]["accuracy"])
+            dense = results["rows"][0]["per_type"]
+            ratios = [(row["per_type"][t] - interlace["per_type"][t]) / p for t, p in dense.items() if p > 0]
+            assert versus["mean"] == pytest.approx(sum(ratios) / len(ratios))  # in relative performance
     # Random: the mean of its draws (here 2), each its own seeded plan and cached row
     for row in (r for r in results["rows"] if r["strategy"] == "random"):
         assert len(row["draws"]) == 2 and row["accuracy"] == pytest.approx(
@@ -161,6 +165,46 @@ def test_compare_pairs_every_row_with_interlace(compared):
     cached = json.loads((path / "compare" / "rows" / "25pc-shortgpt.json").read_text())
     assert len(cached["scores"]) == 12
     assert "vs INTERLACE, paired (points, 95% CI)" in (path / "compare" / "results.md").read_text()
+
+
+def test_compare_chooses_each_fine_tune_rate_on_the_validation_split(compared):
+    """Each fine-tuned row tried every rate of the grid, scored each on the validation split (never the held-out
+    questions) and reports the held-out accuracy at the best one; Random's later draws reuse its first draw's rate."""
+    path, results = compared
+    validation = json.loads((path / "compare" / "data" / "validation" / "synthetic.json").read_text())
+    heldout = json.loads((path / "compare" / "data" / "validation" / "made_with.json").read_text())
+    assert len(validation) == 12 and heldout["exclude"] == [str(path / "data" / "heldout" / "synthetic.json")]
+    for row in (r for r in results["rows"] if r["fine_tuned"]):
+        scores = row["validation_accuracy"]
+        assert set(scores) == ({"0.001", "0.01"} if row["strategy"] == "interlace+lora" else {"0.0001", "0.001"})
+        best = max(scores.values())
+        assert scores[f"{row['learning_rate']:g}"] == best
+        if min(scores.values()) == best:  # ties go to the smaller rate
+            assert row["learning_rate"] == min(map(float, scores))
+        key = "dense" if row["strategy"] == "dense" else f"25pc-{row['strategy'].replace('+', '-')}"
+        for rate in scores:
+            cached = json.loads((path / "compare" / "rows" / f"{key}-lr{rate}-validation.json").read_text())
+            assert cached["n"] == 12 and cached["learning_rate"] == float(rate)
+    assert not list((path / "compare" / "finetuned").iterdir())  # every fine-tuned model deleted once scored
+    random_ft = next(r for r in results["rows"] if r["strategy"] == "random" and r["fine_tuned"])
+    draw = json.loads((path / "compare" / "rows" / "25pc-random-1-ft.json").read_text())
+    assert draw["learning_rate"] == random_ft["learning_rate"]
+    assert "| Fine-tune lr | Trained parameters |" in (path / "compare" / "results.md").read_text()
+
+
+def test_compare_adds_interlace_recovery_rows(compared):
+    """INTERLACE + KD and + LoRA: the same pruned model and data as INTERLACE's fine-tuned row, each paired with it;
+    LoRA searches ten times the grid's rates and trains only its adapters."""
+    path, results = compared
+    by = {(r["strategy"], r["fine_tuned"]): r for r in results["rows"]}
+    sft, kd, lora = by[("interlace", True)], by[("interlace+kd_both", True)], by[("interlace+lora", True)]
+    assert kd["dropped_layers"] == lora["dropped_layers"] == sft["dropped_layers"]
+    assert set(kd["validation_accuracy"]) == {"0.0001", "0.001"}
+    assert set(lora["validation_accuracy"]) == {"0.001", "0.01"}
+    assert kd["trainable_parameters"] == sft["trainable_parameters"] > lora["trainable_parameters"] > 0
+    for row in (kd, lora):
+        assert row["vs_interlace"]["low"] <= row["vs_interlace"]["mean"] <= row["vs_interlace"]["high"]
+    assert ("interlace+lora", False) not in by  # recovery rows are fine-tuned rows only
 
 
 def test_compare_fine_tunes_only_the_plans_layers(compared):
@@ -199,13 +243,11 @@ def test_compare_rerun_reuses_finished_rows(compared, capsys):
     path, results = compared
     rows_dir = path / "compare" / "rows"
     before = {p.name: p.stat().st_mtime_ns for p in rows_dir.iterdir()}
-    again = run_compare(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
-                                           calibration_samples=8, bench_repeats=1, random_draws=2))
+    again = run_compare(TestbedCompareArgs(output_dir=str(path), bench_repeats=1, **COMPARE))
     assert {p.name: p.stat().st_mtime_ns for p in rows_dir.iterdir()} == before
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in results["rows"]]
     # without a measured bench (the default), the table gives the counted-FLOP speed-up only
-    quiet = run_compare(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=STRATEGIES,
-                                           calibration_samples=8, results_dir=str(path / "compare"), random_draws=2))
+    quiet = run_compare(TestbedCompareArgs(output_dir=str(path), results_dir=str(path / "compare"), **COMPARE))
     assert all("ttft_speedup" not in r and r["flop_speedup"] >= 1 for r in quiet["rows"])
     assert "TTFT" not in format_compare_table(quiet).splitlines()[0]
 
@@ -223,6 +265,10 @@ def test_cli_errors_name_the_fix(tmp_path, capsys):
         TestbedCompareArgs(output_dir="x", drop_ratios=[1.5]).validate()
     with pytest.raises(ValueError, match="--sleb-loss must be `answers` or `all`"):
         TestbedCompareArgs(output_dir="x", sleb_loss="perplexity").validate()
+    with pytest.raises(ValueError, match="--finetune-lr-grid must list learning rates > 0"):
+        TestbedCompareArgs(output_dir="x", finetune_lr_grid=[1e-4, 0]).validate()
+    assert main(["testbed", "compare", str(tmp_path), "--validation-questions", "2"]) == 2
+    assert "--validation-questions must be >= 6" in capsys.readouterr().err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a testbed"):
@@ -279,6 +325,13 @@ def test_paired_bootstrap():
     assert 0 <= stats["low"] < stats["mean"] < stats["high"] <= 1
     with pytest.raises(ValueError, match="expected seeds x 6 questions"):
         paired_bootstrap([[1, 0]], [[1, 1]], tasks)
+    # in relative performance: each type's difference over the dense model's accuracy on it; types without a
+    # factor (the dense model scores 0 on them) are left out
+    scaled = paired_bootstrap(better, worse, tasks, resamples=200, scale={"count": 2.0, "shape": 1.0})
+    assert scaled["per_seed"] == [0.5, 0.5]
+    assert paired_bootstrap(better, worse, tasks, resamples=200, scale={"shape": 4.0})["per_seed"] == [0.0, 4.0]
+    with pytest.raises(ValueError, match="no task type to compare"):
+        paired_bootstrap(better, worse, tasks, scale={"colour": 1.0})
 
 
 def test_recovery_compares_methods_pairwise_and_resumes(trained, capsys):
@@ -324,6 +377,17 @@ def test_deep_size_holds_out_only_unseen_questions(tmp_path):
     assert report["model"]["text_layers"] == 24 and {"relation", "bar_compare"} <= set(DEEP_TASKS)
     made = json.loads((tmp_path / "deep" / "data" / "heldout" / "made_with.json").read_text())
     assert made["exclude"].endswith("train/synthetic.json") and made["num"] == 12
+    # compare's validation split (where the fine-tune rate is chosen) and fine-tune set keep clear of the held-out
+    # (test) questions; the validation split, like the held-out set, of the training questions too
+    from interlace_hf.datasets.synthetic import manifest_keys
+
+    comparison = Comparison(TestbedCompareArgs(output_dir=str(tmp_path / "deep"), validation_questions=40))
+    keys = {name: set(manifest_keys(path)) for name, path in (
+        ("train", tmp_path / "deep" / "data" / "train" / "synthetic.json"), ("heldout", comparison.heldout),
+        ("validation", comparison.validation_data()), ("finetune", comparison.finetune_data()))}
+    assert len(keys["validation"]) > 20 and keys["finetune"]
+    assert not keys["validation"] & (keys["heldout"] | keys["train"])
+    assert not keys["finetune"] & (keys["heldout"] | keys["validation"])
 
 
 def test_oracle_draws_and_ranks():
@@ -352,6 +416,11 @@ def test_oracle_places_each_method_in_the_distribution(compared, capsys):
         plan = json.loads((path / "compare" / "plans" / f"25pc-{name}.json").read_text())
         assert entry["dropped_layers"] == plan["dropped_layers"] and 0 <= entry["percentile"] <= 100
     assert results["dense"]["loglik"] < 0 and 0 <= results["relative_quantiles"]["50"] <= 1.5
+    scored = json.loads((path / "oracle" / "scores-25pc.json").read_text())
+    for name, entry in results["methods"].items():  # relative: the mean of per-type ratios, as compare's
+        types = scored[",".join(map(str, entry["dropped_layers"]))]["per_type"]
+        ratios = [types[t] / p for t, p in scored[""]["per_type"].items() if p > 0]
+        assert entry["relative"] == pytest.approx(sum(ratios) / len(ratios) if ratios else 0.0)
 
     oracle = Oracle(args)
     from interlace_hf.checkpoint import load_model
@@ -368,3 +437,72 @@ def test_oracle_places_each_method_in_the_distribution(compared, capsys):
     stamp = cache.stat().st_mtime_ns
     assert main(["testbed", "oracle", str(path), "--samples", "6", "--num-questions", "12", "--batch-size", "5"]) == 0
     assert cache.stat().st_mtime_ns == stamp and "percentile among the scored sets" in capsys.readouterr().out
+
+
+def test_seed_bootstrap_resamples_seeds_and_their_own_questions():
+    from interlace_hf.testbed.report import seed_bootstrap
+
+    # seed 0: 4 questions of two types; seed 1: 2 other questions of one type (each seed has its own held-out set)
+    first = ([1, 1, 1, 0], [1, 0, 0, 0], ["count", "count", "shape", "shape"], {"count": 1.0, "shape": 2.0})
+    second = ([1, 0], [1, 0], ["count", "count"], {"count": 4.0})
+    stats = seed_bootstrap([first, second], resamples=300)
+    # seed 0: count +0.5 x 1, shape +0.5 x 2 -> (0.5 + 1.0) / 2 = 0.75; seed 1: 0
+    assert stats["per_seed"] == [0.75, 0.0] and stats["mean"] == pytest.approx(0.375)
+    assert 0 <= stats["low"] < stats["mean"] < stats["high"] <= 1.5  # seeds resampled: 0 and 1.5 are possible ends
+    same = seed_bootstrap([(first[0], first[0], first[2], first[3])], resamples=100)
+    assert (same["low"], same["mean"], same["high"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="expected 4 scores"):
+        seed_bootstrap([([1, 0], [1, 0], first[2], first[3])])
+
+
+def test_summary_over_seeds(compared, tmp_path, capsys, caplog):
+    """`testbed summary`: the rows every seed compared, each seed's relative performance and their mean, the paired
+    difference from INTERLACE and the recovery by the fine-tune, pooled over seeds. Here the second seed is the
+    comparison's (fine-tune and calibration data, trainer order) on the same model: seeds vary separately."""
+    from interlace_hf.args import TestbedSummaryArgs
+    from interlace_hf.testbed.summary import run_summary
+
+    path, results = compared
+    second = run_compare(TestbedCompareArgs(output_dir=str(path), strategies=["interlace", "shortgpt"],
+                                            calibration_samples=8, finetune_learning_rate=1e-3, seed=1,
+                                            results_dir=str(tmp_path / "compare-1")))
+    with caplog.at_level(logging.WARNING, logger="interlace_hf.testbed.summary"):
+        summary = run_summary(TestbedSummaryArgs(output_dir=str(tmp_path / "summary"),
+                                                 results=[str(path), str(tmp_path / "compare-1")], bootstrap=200))
+    assert "rows left out" in caplog.text  # sleb and random were compared on seed 0 only
+    assert summary["seeds"] == [{"model": 0, "compare": 0}, {"model": 0, "compare": 1}]
+    assert [(r["strategy"], r["fine_tuned"]) for r in summary["rows"]] == [
+        ("dense", False), ("dense", True), ("interlace", False), ("interlace", True), ("shortgpt", False),
+        ("shortgpt", True), ("interlace+kd_both", True), ("interlace+lora", True)]
+
+    def row_of(result, strategy, fine_tuned):
+        return next(r for r in result["rows"] if r["strategy"] == strategy and r["fine_tuned"] == fine_tuned)
+
+    assert results["rows"][0]["accuracy"] > 0, "the tiny testbed of seed 0 answers something; the checks need it"
+    for row in summary["rows"]:
+        mine = [row_of(r, row["strategy"], row["fine_tuned"]) for r in (results, second)]
+        assert row["relative_per_seed"] == [m["relative"] for m in mine]
+        assert row["relative"] == pytest.approx(sum(row["relative_per_seed"]) / 2)
+        if row["strategy"] not in ("dense", "interlace"):  # `compare`'s paired difference of each seed, averaged
+            versus = row["vs_interlace"]
+            assert versus["per_seed"] == pytest.approx([m["vs_interlace"]["mean"] for m in mine])
+            assert versus["low"] <= versus["mean"] <= versus["high"]
+        else:
+            assert "vs_interlace" not in row
+        if row["fine_tuned"]:  # fine-tuned minus not, same questions: the difference of the relative performances
+            plain = [row_of(r, row["strategy"].partition("+")[0], False)["relative"] for r in (results, second)]
+            assert row["recovery"]["per_seed"] == pytest.approx([a - b for a, b in zip(row["relative_per_seed"],
+                                                                                      plain)])
+            assert row["learning_rate_per_seed"][1] == (1e-2 if row["strategy"] == "interlace+lora" else 1e-3)
+        else:
+            assert "recovery" not in row
+    markdown = (tmp_path / "summary" / "summary.md").read_text()
+    assert markdown.startswith("| Method | Drop ratio | Fine-tuned | FLOP speed-up | Relative performance, mean of 2 "
+                               "seeds |") and markdown.count("\n") == len(summary["rows"]) + 2
+
+    assert main(["testbed", "summary", str(tmp_path / "s2"), "--results", str(path), str(path / "compare")]) == 2
+    assert "pairs [(0, 0), (0, 0)] repeat" in capsys.readouterr().err
+    assert main(["testbed", "summary", str(tmp_path / "s2"), "--results", str(path), str(tmp_path / "nothing")]) == 2
+    assert "run `interlace-hf testbed compare TESTBED` first" in capsys.readouterr().err
+    assert main(["testbed", "summary", str(tmp_path / "s3"), "--results", str(path), str(tmp_path / "compare-1")]) == 0
+    assert "model 0 / compare 1" in capsys.readouterr().out
