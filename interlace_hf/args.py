@@ -571,6 +571,10 @@ class TestbedCompareArgs:
     random_draws: int = field(default=10, metadata={
         "help": "Random's row is the mean of this many seeded draws (seed, seed + 1, ...)"})
     no_finetune: bool = field(default=False, metadata={"help": "only the rows without fine-tune"})
+    scoring: str = field(default="teacher-forced", metadata={
+        "choices": ["teacher-forced", "greedy"],
+        "help": "how rows are scored: teacher-forced (one forward pass per batch; exact match and each answer's "
+                "log-likelihood) or greedy (the generation of `interlace-hf eval`; exact match only)"})
     recovery_methods: list[str] = field(default_factory=lambda: ["kd_both", "lora"], metadata={
         "help": "other ways to recover, each a further fine-tuned INTERLACE row (those of `testbed recovery`: "
                 "kd_logit kd_hidden kd_both lora; `none` for no such row)"})
@@ -600,6 +604,8 @@ class TestbedCompareArgs:
                              f"{self.validation_questions}.")
         if self.sleb_loss not in ("answers", "all"):
             raise ValueError(f"--sleb-loss must be `answers` or `all`, got {self.sleb_loss!r}.")
+        if self.scoring not in ("teacher-forced", "greedy"):
+            raise ValueError(f"--scoring must be `teacher-forced` or `greedy`, got {self.scoring!r}.")
         allowed = [m for m in RECOVERY_METHODS if m != "sft"]  # (SFT is the INTERLACE row itself)
         unknown = [m for m in self.recovery_methods if m not in (*allowed, "none")]
         if unknown:

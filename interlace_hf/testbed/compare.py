@@ -26,6 +26,7 @@ from .model import (
     evaluate_accuracy,
     manifest_path,
     read_testbed,
+    score_answers,
 )
 from .report import accuracy_stderr, format_compare_table, ratio_label, relative_performance
 
@@ -232,9 +233,9 @@ class Comparison:
         validation = {}
         for lr in rates:
             name = self._finetuned_name(key, lr)
-            row = self.row(f"{name}-validation", lambda: {"learning_rate": lr, **evaluate_accuracy(
+            row = self.row(f"{name}-validation", lambda: {"learning_rate": lr, **self.evaluate(
                 self.finetuned(model, name, plan_file, learning_rate=lr, train_options=train_options,
-                               config_options=config_options), self.validation_data(), device=self.device)})
+                               config_options=config_options), self.validation_data())})
             validation[f"{lr:g}"] = row["accuracy"]
         best = max(rates, key=lambda lr: (validation[f"{lr:g}"], -lr))
         logger.info("%s: fine-tune learning rate %g (validation accuracy %s)", key, best,
@@ -277,8 +278,15 @@ class Comparison:
         write_json_atomic(path, result)
         return result
 
+    def evaluate(self, model_dir: Path, manifest: Path) -> dict:
+        """`--scoring`: teacher-forced (`score_answers`: exact match and log-likelihood per question) or greedy
+        (`evaluate_accuracy`, the generation of `interlace-hf eval`)."""
+        if self.args.scoring == "greedy":
+            return evaluate_accuracy(model_dir, manifest, device=self.device, item_scores=True)
+        return score_answers(model_dir, manifest, device=self.device)
+
     def _eval_row(self, model_dir: Path, method: str, ratio: float, finetuned: bool, plan=None) -> dict:
-        result = evaluate_accuracy(model_dir, self.heldout, device=self.device, item_scores=True)
+        result = self.evaluate(model_dir, self.heldout)
         name = "Dense-FT" if method == "dense" and finetuned else method_name(method)
         row = {"method": name, "strategy": method, "drop_ratio": ratio, "fine_tuned": finetuned,
                **result}
@@ -341,9 +349,9 @@ class Comparison:
         # every row's per-question scores, for `testbed summary` (over training seeds); results.json stays small
         write_json_atomic(self.results_dir / "scores.json", {
             "tasks": [record["task"] for record in json.loads(self.heldout.read_text())],
-            "rows": [{k: row[k] for k in ("strategy", "drop_ratio", "fine_tuned", "scores")}
+            "rows": [{k: row[k] for k in ("strategy", "drop_ratio", "fine_tuned", "scores", "logliks") if k in row}
                      for row in rows if "scores" in row]})
-        rows = [{k: v for k, v in row.items() if k != "scores"} for row in rows]
+        rows = [{k: v for k, v in row.items() if k not in ("scores", "logliks")} for row in rows]
         results = {
             "format": RESULTS_FORMAT,
             "testbed": {k: self.testbed[k] for k in ("settings", "model", "accuracy", "chance")},
@@ -426,15 +434,18 @@ def trainable_parameters(directory: Path) -> int:
 
 def mean_of_draws(rows: list[dict]) -> dict:
     """One row from the rows of several draws of a strategy: accuracy, per-type accuracy and per-question scores
-    averaged; the draws' dropped layers and accuracies listed (`draws`). A single row is returned as it is."""
+    (and log-likelihoods) averaged; the draws' dropped layers and accuracies listed (`draws`). A single row is returned as it is."""
     if len(rows) == 1:
         return rows[0]
     first = rows[0]
     mean = {**first, "accuracy": sum(r["accuracy"] for r in rows) / len(rows),
             "per_type": {t: sum(r["per_type"][t] for r in rows) / len(rows) for t in first["per_type"]},
             "draws": [{"dropped_layers": r.get("dropped_layers"), "accuracy": r["accuracy"]} for r in rows]}
-    if all("scores" in r for r in rows):
-        mean["scores"] = [sum(values) / len(rows) for values in zip(*(r["scores"] for r in rows))]
+    for key in ("scores", "logliks"):
+        if all(key in r for r in rows):
+            mean[key] = [sum(values) / len(rows) for values in zip(*(r[key] for r in rows))]
+        else:
+            mean.pop(key, None)
     return mean
 
 

@@ -184,6 +184,72 @@ def evaluate_accuracy(model_dir: Path | str, heldout: Path, *, device: str = "au
     return accuracy
 
 
+def testbed_processor(model_dir: Path | str):
+    """The processor of a testbed checkpoint, at the image sizes the testbed was trained at (64-128 pixels)."""
+    from ..processing import load_processor
+
+    processor = load_processor(str(model_dir))
+    processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": 128 * 128}
+    return processor
+
+
+def answer_batches(manifest: Path, processor, *, batch_size: int = 32,
+                   limit: int | None = None) -> tuple[list[dict], list[str]]:
+    """The questions of `manifest` (the first `limit`), collated as the trainer's collator does it (labels on the
+    answer and the end of the turn), in batches; and each question's task type."""
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    from ..args import TrainArgs
+    from ..train import build_train_dataset
+
+    dataset, _ = build_train_dataset(TrainArgs(model="x", dataset=str(manifest), max_train_samples=limit))
+    collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
+    rows = [dataset[i] for i in range(len(dataset))]
+    tasks = [record["task"] for record in json.loads(Path(manifest).read_text())[:len(rows)]]
+    return [collator(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)], tasks
+
+
+def answer_scores(model, batches) -> tuple[list[float], list[int]]:
+    """Teacher-forced (log-likelihood, exact) of each example's labelled tokens, over collated `batches`: exact is 1
+    when every answer token, and the end of the turn, is the model's top choice, which is when greedy decoding gives
+    the answer."""
+    import torch
+
+    device = next(model.parameters()).device
+    logliks, exact = [], []
+    with torch.no_grad():
+        for batch in batches:
+            batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+            labels = batch["labels"][:, 1:]
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+            mask = labels != -100
+            logp = torch.log_softmax(logits, dim=-1)
+            target = labels.clamp(min=0)
+            picked = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+            hits = (logits.argmax(-1) == target) | ~mask
+            logliks += (picked * mask).sum(-1).tolist()
+            exact += hits.all(-1).int().tolist()
+    return logliks, exact
+
+
+def score_answers(model_dir: Path | str, manifest: Path, *, device: str = "auto", batch_size: int = 32) -> dict:
+    """Teacher-forced scores of a checkpoint on `manifest`: exact match per task type and their mean (`accuracy`),
+    and per question (`scores`, in the manifest's order) with the answer's log-likelihood (`logliks`). One forward
+    pass per batch instead of `evaluate_accuracy`'s generation loop; the same exact match."""
+    from ..checkpoint import load_model
+    from ..utils.runtime import resolve_device
+
+    model = load_model(str(model_dir), dtype="float32").eval().to(resolve_device(device))
+    batches, tasks = answer_batches(manifest, testbed_processor(model_dir), batch_size=batch_size)
+    logliks, exact = answer_scores(model, batches)
+    groups: dict[str, list[int]] = {}
+    for task, hit in zip(tasks, exact):
+        groups.setdefault(task, []).append(hit)
+    per_type = {kind: sum(v) / len(v) for kind, v in sorted(groups.items())}
+    return {"accuracy": sum(per_type.values()) / len(per_type), "per_type": per_type, "n": len(exact),
+            "scores": [float(x) for x in exact], "logliks": logliks}
+
+
 def unseen_accuracy(heldout_manifest: Path, seen: list[bool], scores: list[float]) -> dict:
     """The accuracy on the held-out questions not `seen` in training (per task type and their mean)."""
     records = json.loads(heldout_manifest.read_text())

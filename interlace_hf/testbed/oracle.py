@@ -25,7 +25,7 @@ from ..args import TestbedOracleArgs
 from ..utils.fileio import write_json_atomic
 from ..version import package_versions
 from ..selection import num_to_drop
-from .model import command_line, manifest_path, read_testbed
+from .model import answer_batches, answer_scores, command_line, manifest_path, read_testbed, testbed_processor
 from .report import ratio_label, relative_performance
 
 logger = logging.getLogger(__name__)
@@ -46,25 +46,6 @@ def draw_drop_sets(num_layers: int, num_drop: int, samples: int, seed: int) -> l
     return sorted(drawn)
 
 
-def answer_scores(model, batches) -> tuple[list[float], list[int]]:
-    """Teacher-forced (log-likelihood, exact) of each example's labelled tokens, over collated `batches`."""
-    import torch
-
-    logliks, exact = [], []
-    with torch.no_grad():
-        for batch in batches:
-            labels = batch["labels"][:, 1:]
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
-            mask = labels != -100
-            logp = torch.log_softmax(logits, dim=-1)
-            target = labels.clamp(min=0)
-            picked = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-            hits = (logits.argmax(-1) == target) | ~mask
-            logliks += (picked * mask).sum(-1).tolist()
-            exact += hits.all(-1).int().tolist()
-    return logliks, exact
-
-
 def percentile(value: float, distribution: list[float]) -> float:
     """The share of `distribution` strictly below `value`, plus half the share equal to it (mid-rank), in %."""
     below = sum(x < value for x in distribution)
@@ -81,20 +62,6 @@ class Oracle:
         self.num_drop = num_to_drop(self.num_layers, drop_ratio=args.drop_ratio)
         self.results_dir = Path(args.results_dir) if args.results_dir else self.out / "oracle"
 
-    def _batches(self, processor):
-        """The held-out questions (the first --num-questions), collated once, as the trainer's collator does it."""
-        from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
-
-        from ..args import TrainArgs
-        from ..train import build_train_dataset
-
-        dataset, _ = build_train_dataset(TrainArgs(model="x", dataset=str(manifest_path(self.out / "data" / "heldout")),
-                                                   max_train_samples=self.args.num_questions))
-        collator = DataCollatorForVisionLanguageModeling(processor, assistant_only_loss=True)
-        rows = [dataset[i] for i in range(len(dataset))]
-        size = self.args.batch_size
-        return [collator(rows[i:i + size]) for i in range(0, len(rows), size)], len(rows)
-
     def method_sets(self) -> dict[str, list[int]]:
         """The drop sets of the plans `compare` chose at this ratio (OUT/compare/plans), by strategy."""
         plans = self.out / "compare" / "plans"
@@ -110,18 +77,15 @@ class Oracle:
 
         from ..checkpoint import load_model
         from ..plan import Plan
-        from ..processing import load_processor
         from ..surgery import prune_model
 
         a = self.args
         self.results_dir.mkdir(parents=True, exist_ok=True)
         model_dir = self.out / "model"
         dense = load_model(str(model_dir), dtype="float32").eval()
-        processor = load_processor(str(model_dir))
-        processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": 128 * 128}  # as trained
-        batches, num_questions = self._batches(processor)
-        records = json.loads(manifest_path(self.out / "data" / "heldout").read_text())[:num_questions]
-        tasks = [r["task"] for r in records]
+        batches, tasks = answer_batches(manifest_path(self.out / "data" / "heldout"), testbed_processor(model_dir),
+                                        batch_size=a.batch_size, limit=a.num_questions)
+        num_questions = len(tasks)
 
         def per_type(exact: list[int]) -> dict[str, float]:
             by: dict[str, list[int]] = {}

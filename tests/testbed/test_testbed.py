@@ -163,7 +163,11 @@ def test_compare_pairs_every_row_with_interlace(compared):
     per_layer = dense_ft["trainable_parameters"] // 12
     assert interlace_ft["trainable_parameters"] == per_layer * len(interlace_ft["tuned_layers"]) > 0
     cached = json.loads((path / "compare" / "rows" / "25pc-shortgpt.json").read_text())
-    assert len(cached["scores"]) == 12
+    assert len(cached["scores"]) == len(cached["logliks"]) == 12  # teacher-forced: exact match and log-likelihood
+    scores = json.loads((path / "compare" / "scores.json").read_text())
+    assert len(scores["tasks"]) == 12 and len(scores["rows"]) == len(results["rows"])
+    shortgpt = next(r for r in scores["rows"] if r["strategy"] == "shortgpt" and not r["fine_tuned"])
+    assert shortgpt["scores"] == cached["scores"] and shortgpt["logliks"] == cached["logliks"]
     assert "vs INTERLACE, paired (points, 95% CI)" in (path / "compare" / "results.md").read_text()
 
 
@@ -404,8 +408,8 @@ def test_oracle_draws_and_ranks():
 def test_oracle_places_each_method_in_the_distribution(compared, capsys):
     """`testbed oracle`: sampled drop sets scored in memory (teacher-forced), each compare plan's set placed by
     percentile; teacher-forced exact match agrees with the greedy evaluation; a rerun rescores nothing."""
-    from interlace_hf.testbed.model import evaluate_accuracy, manifest_path
-    from interlace_hf.testbed.oracle import Oracle, answer_scores, run_oracle
+    from interlace_hf.testbed.model import evaluate_accuracy, manifest_path, score_answers
+    from interlace_hf.testbed.oracle import run_oracle
 
     path, _ = compared
     args = TestbedOracleArgs(output_dir=str(path), samples=6, num_questions=12, batch_size=5)
@@ -422,16 +426,12 @@ def test_oracle_places_each_method_in_the_distribution(compared, capsys):
         ratios = [types[t] / p for t, p in scored[""]["per_type"].items() if p > 0]
         assert entry["relative"] == pytest.approx(sum(ratios) / len(ratios) if ratios else 0.0)
 
-    oracle = Oracle(args)
-    from interlace_hf.checkpoint import load_model
-    from interlace_hf.processing import load_processor
-
-    processor = load_processor(str(path / "model"))
-    processor.image_processor.size = {"shortest_edge": 32 * 32, "longest_edge": 128 * 128}
-    batches, n = oracle._batches(processor)
-    _, exact = answer_scores(load_model(str(path / "model"), dtype="float32").eval(), batches)
-    greedy = evaluate_accuracy(path / "model", manifest_path(path / "data" / "heldout"), item_scores=True)["scores"]
-    assert n == 12 and exact == [int(s) for s in greedy[:12]]
+    # teacher-forced exact match is greedy decoding's, question by question, on the dense and a pruned model
+    for model in (path / "model", path / "compare" / "models" / "25pc" / "shortgpt"):
+        forced = score_answers(model, manifest_path(path / "data" / "heldout"), batch_size=5)
+        greedy = evaluate_accuracy(model, manifest_path(path / "data" / "heldout"), item_scores=True)
+        assert forced["scores"] == greedy["scores"] and forced["per_type"] == greedy["per_type"]
+        assert len(forced["logliks"]) == 12 and all(x < 0 for x in forced["logliks"])
 
     cache = path / "oracle" / "scores-25pc.json"
     stamp = cache.stat().st_mtime_ns
