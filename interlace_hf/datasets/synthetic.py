@@ -14,6 +14,8 @@ were):
   right of the circle?"); the shape asked about is the only one of its kind in the picture.
 - `bar_second`: order the bars, then name the second ("Which bar is second tallest?").
 - `bar_compare`: find two bars, then compare them ("Is bar A taller than bar C?", yes or no).
+- `colour_unique`, `shape_unique`: `colour` and `shape` asked about a shape (a colour) that occurs once in the
+  picture, so the answer is one word: find it, then read its colour (its shape).
 
 Shape images are `image_size` square; charts are `max(image_size, 128)` square and text images
 `max(image_size, 128)` x half that, so their labels stay legible. Labels and words use PIL's default font.
@@ -37,7 +39,7 @@ SHAPE_TASKS = ("count", "colour", "shape")
 CHART_TASKS = ("bar_tallest", "bar_value")
 TEXT_TASKS = ("text",)
 TASKS = SHAPE_TASKS + CHART_TASKS + TEXT_TASKS  # the default draw
-COMPOSITIONAL_TASKS = ("count_colour", "relation", "bar_second", "bar_compare")
+COMPOSITIONAL_TASKS = ("count_colour", "relation", "bar_second", "bar_compare", "colour_unique", "shape_unique")
 ALL_TASK_TYPES = TASKS + COMPOSITIONAL_TASKS
 
 # Bar charts: one bar colour (nothing else in the chart has it), values 1..MAX_BAR_VALUE, bars labelled A, B, ...
@@ -109,7 +111,18 @@ _NEIGHBOURS = {"right of": {0: 1, 2: 3}, "left of": {1: 0, 3: 2}, "below": {0: 2
 
 
 def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int):
-    """A two-step question about 1-4 (or, for `relation`, 2-4) shapes: count by colour, or a neighbour's colour."""
+    """A two-step question about 1-4 (or, for `relation`, 2-4) shapes: count by colour, a neighbour's colour, or the
+    colour (shape) of the one shape of a kind (of a colour)."""
+    if kind in ("colour_unique", "shape_unique"):
+        while True:  # a picture where the asked shape (colour) occurs once
+            objects = _grid_objects(rng)
+            by = [shape if kind == "colour_unique" else colour for shape, colour, _ in objects]
+            unique = [(shape, colour) for shape, colour, _ in objects
+                      if by.count(shape if kind == "colour_unique" else colour) == 1]
+            if unique:
+                shape, colour = rng.choice(unique)
+                question = f"What colour is the {shape}?" if kind == "colour_unique" else f"What shape is {colour}?"
+                return _draw_grid(objects, image_size), question, colour if kind == "colour_unique" else shape
     if kind == "count_colour":
         objects = _grid_objects(rng)
         present = [c for _, c, _ in objects]
@@ -221,7 +234,7 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
     kind = rng.choice(list(tasks))
     if kind in SHAPE_TASKS:
         image, question, answer = _shapes_record(rng, kind, image_size)
-    elif kind in ("count_colour", "relation"):
+    elif kind in ("count_colour", "relation", "colour_unique", "shape_unique"):
         image, question, answer = _compositional_shapes_record(rng, kind, image_size)
     elif kind in CHART_TASKS + ("bar_second", "bar_compare"):
         image, question, answer = _chart_record(rng, kind, image_size)

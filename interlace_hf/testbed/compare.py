@@ -1,6 +1,11 @@
 """`interlace-hf testbed compare OUT`: for every drop ratio and strategy, the whole method through the toolkit's own
-stages (similarity -> selection -> prune -> the INTERLACE fine-tune -> eval), plus Dense and Dense-FT rows and a
-TTFT benchmark, into `OUT/compare/results.{json,md}`; every finished row is skipped on a rerun."""
+stages (similarity -> selection -> prune -> the INTERLACE fine-tune -> scoring), plus Dense, Dense-FT and INTERLACE +
+KD / + LoRA rows, into `OUT/compare/results.{json,md}` (and every question's score in `scores.json`).
+
+Each fine-tuned row tries every rate of `--finetune-lr-grid` and is reported at the one that scores best on a
+validation split drawn apart from the held-out questions. Rows are scored teacher-forced by default (exact match and
+the answer's log-likelihood per question; `--scoring greedy` generates instead). Every finished row is cached in
+`OUT/compare/rows/` and skipped on a rerun."""
 
 from __future__ import annotations
 
@@ -20,13 +25,16 @@ from ..version import package_versions
 from .model import (
     FINETUNE_SEED_OFFSET,
     RESULTS_FORMAT,
+    SIZES,
     VALIDATION_SEED_OFFSET,
+    answer_batches,
     command_line,
     ensure_synthetic,
     evaluate_accuracy,
     manifest_path,
     read_testbed,
     score_answers,
+    testbed_processor,
 )
 from .report import accuracy_stderr, format_compare_table, ratio_label, relative_performance
 
@@ -87,10 +95,16 @@ class Comparison:
 
         self.device = resolve_device(args.device)
         self.ft_lr = args.finetune_learning_rate or self.testbed["settings"]["learning_rate"] / 10
+        self._collated: dict[Path, tuple[list[dict], list[str]]] = {}
         self.num_finetune = max(args.finetune_batch_size,
-                                round(args.finetune_fraction * self.testbed["settings"]["num_train"]))
+                                round(self.finetune_fraction * self.testbed["settings"]["num_train"]))
 
     # --- shared inputs
+    @property
+    def finetune_fraction(self) -> float:
+        size = SIZES.get(self.testbed["settings"]["size"])
+        return self.args.finetune_fraction or (size.finetune_fraction if size else 0.01)
+
     @property
     def unseen(self) -> bool:
         """The testbed holds out only questions it never trained on; the fine-tune and validation sets then keep
@@ -209,8 +223,6 @@ class Comparison:
     def recovery_options(self, method: str) -> tuple[dict, dict, float]:
         """(`TrainArgs` fields, `InterlaceSFTConfig` fields, factor on the fine-tune rates) of a recovery method
         (`testbed recovery`'s; "" is the paper's SFT)."""
-        from .recovery import LORA_RATE_FACTOR, method_settings
-
         if not method:
             return {}, {}, 1.0
         train_options, config_options = method_settings(method, str(self.model_dir))
@@ -283,7 +295,9 @@ class Comparison:
         (`evaluate_accuracy`, the generation of `interlace-hf eval`)."""
         if self.args.scoring == "greedy":
             return evaluate_accuracy(model_dir, manifest, device=self.device, item_scores=True)
-        return score_answers(model_dir, manifest, device=self.device)
+        if manifest not in self._collated:  # the questions are collated once; every model of the run reuses them
+            self._collated[manifest] = answer_batches(manifest, testbed_processor(self.model_dir))
+        return score_answers(model_dir, manifest, device=self.device, batches=self._collated[manifest])
 
     def _eval_row(self, model_dir: Path, method: str, ratio: float, finetuned: bool, plan=None) -> dict:
         result = self.evaluate(model_dir, self.heldout)
@@ -300,15 +314,16 @@ class Comparison:
 
         a = self.args
         self.results_dir.mkdir(parents=True, exist_ok=True)
-        finetune = not a.no_finetune
+        tuned_ratios = set() if a.no_finetune else set(a.finetune_ratios or a.drop_ratios)
         # INTERLACE's further recovery rows ("interlace+kd_both", ...): fine-tuned only
-        recovery = [m for m in a.recovery_methods if m != "none"] if finetune and "interlace" in a.strategies else []
-        work = [("dense", 0.0)] + [(s, r) for r in a.drop_ratios
-                                   for s in [*a.strategies, *(f"interlace+{m}" for m in recovery)]]
+        recovery = [m for m in a.recovery_methods if m != "none"] if "interlace" in a.strategies else []
+        work = [("dense", 0.0)] + [(s, r) for r in a.drop_ratios for s in [
+            *a.strategies, *(f"interlace+{m}" for m in recovery if r in tuned_ratios)]]
         rows: list[dict] = []
-        bar = tqdm(total=sum(1 if "+" in s or not finetune else 2 for s, _ in work), desc="testbed compare",
-                   unit="row")
+        bar = tqdm(total=sum(("+" not in s) + (r in tuned_ratios or (s == "dense" and bool(tuned_ratios)))
+                             for s, r in work), desc="testbed compare", unit="row")
         for strategy, ratio in work:
+            finetune = ratio in tuned_ratios or (strategy == "dense" and bool(tuned_ratios))
             bar.set_postfix_str(f"{strategy} {ratio_label(ratio)}")
             base, _, method = strategy.partition("+")
             draws = range(a.random_draws if base == "random" else 1)  # Random: the mean of several draws
@@ -356,7 +371,8 @@ class Comparison:
             "format": RESULTS_FORMAT,
             "testbed": {k: self.testbed[k] for k in ("settings", "model", "accuracy", "chance")},
             "settings": {**dataclasses.asdict(a), "finetune_learning_rates": self.learning_rates,
-                         "finetune_samples": self.num_finetune, "device": self.device},
+                         "finetune_fraction": self.finetune_fraction, "finetune_samples": self.num_finetune,
+                         "device": self.device},
             "rows": rows,
             "bench": {ratio_label(r): str(self.results_dir / f"bench-{ratio_label(r)}.json") for r in a.drop_ratios},
             "versions": package_versions("torch", "transformers", "trl"),
@@ -415,6 +431,25 @@ class Comparison:
         return speedups
 
 
+def method_settings(method: str, teacher: str, *, distill_temperature: float = 1.0,
+                    lora_r: int = 16) -> tuple[dict, dict]:
+    """(`TrainArgs` fields, `InterlaceSFTConfig` fields) of a recovery method; `teacher`: the dense model."""
+    distill = {"kd_logit": (1.0, 0.0), "kd_hidden": (0.0, 1.0), "kd_both": (1.0, 1.0)}
+    if method == "sft":
+        return {}, {}
+    if method in distill:
+        alpha, hidden = distill[method]
+        return ({"teacher": teacher},
+                {"distill_alpha": alpha, "distill_hidden": hidden, "distill_temperature": distill_temperature})
+    if method == "lora":
+        return {"use_peft": True, "lora_r": lora_r, "lora_alpha": 2 * lora_r, "lora_dropout": 0.05}, {}
+    raise ValueError(f"unknown recovery method {method!r}")
+
+
+# LoRA trains adapters from zero: it wants about ten times the rate of a full fine-tune of the same layers
+LORA_RATE_FACTOR = 10
+
+
 def trainable_parameters(directory: Path) -> int:
     """The parameters a fine-tuned checkpoint trained: as its training recorded them (under LoRA, the adapters'),
     else those of its plan's tuned layers (from the headers)."""
@@ -434,7 +469,8 @@ def trainable_parameters(directory: Path) -> int:
 
 def mean_of_draws(rows: list[dict]) -> dict:
     """One row from the rows of several draws of a strategy: accuracy, per-type accuracy and per-question scores
-    (and log-likelihoods) averaged; the draws' dropped layers and accuracies listed (`draws`). A single row is returned as it is."""
+    (and log-likelihoods) averaged; the draws' dropped layers and accuracies listed (`draws`). A single row is
+    returned as it is."""
     if len(rows) == 1:
         return rows[0]
     first = rows[0]

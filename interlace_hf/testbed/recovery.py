@@ -26,6 +26,7 @@ from pathlib import Path
 from ..args import TestbedCompareArgs, TestbedRecoveryArgs
 from ..utils.fileio import write_json_atomic
 from ..version import package_versions
+from .compare import LORA_RATE_FACTOR, Comparison, method_settings
 from .model import command_line, evaluate_accuracy, manifest_path, read_testbed
 from .report import format_recovery_table, paired_bootstrap, ratio_label, relative_performance, relative_scale
 
@@ -34,25 +35,6 @@ logger = logging.getLogger(__name__)
 RECOVERY_FORMAT = "interlace-hf-testbed-recovery/1"
 METHOD_LABELS = {"none": "no fine-tune", "sft": "SFT (the paper's)", "kd_logit": "SFT + KD logits",
                  "kd_hidden": "SFT + KD hidden states", "kd_both": "SFT + KD logits + hidden", "lora": "LoRA (merged)"}
-
-
-def method_settings(method: str, teacher: str, *, distill_temperature: float = 1.0,
-                    lora_r: int = 16) -> tuple[dict, dict]:
-    """(`TrainArgs` fields, `InterlaceSFTConfig` fields) of a recovery method; `teacher`: the dense model."""
-    distill = {"kd_logit": (1.0, 0.0), "kd_hidden": (0.0, 1.0), "kd_both": (1.0, 1.0)}
-    if method == "sft":
-        return {}, {}
-    if method in distill:
-        alpha, hidden = distill[method]
-        return ({"teacher": teacher},
-                {"distill_alpha": alpha, "distill_hidden": hidden, "distill_temperature": distill_temperature})
-    if method == "lora":
-        return {"use_peft": True, "lora_r": lora_r, "lora_alpha": 2 * lora_r, "lora_dropout": 0.05}, {}
-    raise ValueError(f"unknown recovery method {method!r}")
-
-
-# LoRA trains adapters from zero: it wants about ten times the rate of a full fine-tune of the same layers
-LORA_RATE_FACTOR = 10
 
 
 class Recovery:
@@ -67,8 +49,6 @@ class Recovery:
         self.heldout = manifest_path(self.out / "data" / "heldout")
 
     def comparison(self, seed: int):
-        from .compare import Comparison
-
         a = self.args
         return Comparison(TestbedCompareArgs(
             output_dir=a.output_dir, drop_ratios=[a.drop_ratio], strategies=[a.strategy], seed=seed,

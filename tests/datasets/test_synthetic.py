@@ -149,7 +149,8 @@ def test_data_cli_prepare_on_a_local_copy(tmp_path, capsys):
 
 def test_compositional_tasks_answer_what_the_pixels_show(tmp_path):
     """The two-step task types, read back from the images: count by colour (0 included), a unique shape's neighbour's
-    colour, the second tallest bar, and which of two bars is taller; opt-in, so the default draw is unchanged."""
+    colour, the second tallest bar, which of two bars is taller, and the colour (shape) of a shape (colour) that occurs
+    once; opt-in, so the default draw is unchanged."""
     path = make_synthetic(tmp_path / "comp", num=120, seed=3, tasks=list(COMPOSITIONAL_TASKS))
     items = json.loads(path.read_text())
     assert {item["task"] for item in items} == set(COMPOSITIONAL_TASKS)
@@ -169,6 +170,14 @@ def test_compositional_tasks_answer_what_the_pixels_show(tmp_path):
             cells = [cell for cell, (s, _) in grid.items() if s == shape]
             assert len(cells) == 1  # the shape asked about is unique in the picture
             assert grid[cells[0] + offsets[direction]][1] == answer
+        elif item["task"] in ("colour_unique", "shape_unique"):  # one answer: the asked shape (colour) occurs once
+            shapes = read_shapes(image)
+            if item["task"] == "colour_unique":
+                shape = question.removeprefix("What colour is the ").removesuffix("?")
+                assert [c for s, c in shapes if s == shape] == [answer]
+            else:
+                colour = question.removeprefix("What shape is ").removesuffix("?")
+                assert [s for s, c in shapes if c == colour] == [answer]
         else:
             values = read_bars(image)
             if item["task"] == "bar_second":

@@ -378,7 +378,7 @@ def test_deep_size_holds_out_only_unseen_questions(tmp_path):
     assert SIZES["deep"].num_eval == 3000 and SIZES["deep"].text_layers == 24
     report = _train(tmp_path / "deep", size="deep", batch_size=8, tasks=["count", "colour"])
     assert report["settings"]["unseen_heldout"] and report["heldout_overlap"] == 0.0
-    assert report["model"]["text_layers"] == 24 and {"relation", "bar_compare"} <= set(DEEP_TASKS)
+    assert report["model"]["text_layers"] == 24 and {"relation", "count_colour", "colour_unique"} <= set(DEEP_TASKS)
     made = json.loads((tmp_path / "deep" / "data" / "heldout" / "made_with.json").read_text())
     assert made["exclude"].endswith("train/synthetic.json") and made["num"] == 12
     # compare's validation split (where the fine-tune rate is chosen) and fine-tune set keep clear of the held-out
@@ -506,3 +506,18 @@ def test_summary_over_seeds(compared, tmp_path, capsys, caplog):
     assert "run `interlace-hf testbed compare TESTBED` first" in capsys.readouterr().err
     assert main(["testbed", "summary", str(tmp_path / "s3"), "--results", str(path), str(tmp_path / "compare-1")]) == 0
     assert "model 0 / compare 1" in capsys.readouterr().out
+
+
+def test_compare_fine_tunes_only_the_finetune_ratios(trained, tmp_path):
+    """`--finetune-ratios`: every ratio gets its rows without the fine-tune, only these get fine-tuned ones."""
+    path, _ = trained
+    results = run_compare(TestbedCompareArgs(
+        output_dir=str(path), drop_ratios=[0.1, 0.25], finetune_ratios=[0.25], strategies=["interlace"],
+        recovery_methods=["none"], finetune_learning_rate=1e-4, calibration_samples=8,
+        results_dir=str(tmp_path / "compare")))
+    assert [(r["method"], r["drop_ratio"], r["fine_tuned"]) for r in results["rows"]] == [
+        ("Dense", 0.0, False), ("Dense-FT", 0.0, True), ("INTERLACE", 0.1, False), ("INTERLACE", 0.25, False),
+        ("INTERLACE", 0.25, True)]
+    assert len(results["rows"][2]["dropped_layers"]) == 1 and len(results["rows"][-1]["dropped_layers"]) == 3
+    with pytest.raises(ValueError, match=r"--finetune-ratios \[0.1\] are not among --drop-ratios"):
+        TestbedCompareArgs(output_dir="x", drop_ratios=[0.25], finetune_ratios=[0.1]).validate()
