@@ -147,11 +147,19 @@ class Comparison:
         from ..tables import load_similarity_tables
         from ..similarity import run_similarity
 
+        from ..selection import num_to_drop
+
         directory = self.results_dir / "similarity"
-        if not (directory / "similarity_summary.json").is_file():
-            run_similarity(SimilarityArgs(model=str(self.model_dir), data=str(self.finetune_data()),
-                                          output_dir=str(directory), sample_fraction=self.calibration_fraction,
-                                          seed=self.args.seed, batch_size=16, device=self.device, overwrite=True))
+        # pack sizes 1-3 (INTERLACE), and Angular's block of n layers at every ratio (6 of 24 at 25%)
+        packs = sorted({1, 2, 3, *(num_to_drop(self.num_layers, drop_ratio=r) for r in self.args.drop_ratios)})
+        if (directory / "similarity_summary.json").is_file():
+            tables = load_similarity_tables(directory)
+            if set(packs) <= set(tables.pack_sizes):
+                return tables
+        run_similarity(SimilarityArgs(model=str(self.model_dir), data=str(self.finetune_data()),
+                                      output_dir=str(directory), sample_fraction=self.calibration_fraction,
+                                      seed=self.args.seed, batch_size=16, device=self.device, pack_sizes=packs,
+                                      overwrite=True))
         return load_similarity_tables(directory)
 
     # --- plans and models

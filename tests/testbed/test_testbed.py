@@ -521,3 +521,18 @@ def test_compare_fine_tunes_only_the_finetune_ratios(trained, tmp_path):
     assert len(results["rows"][2]["dropped_layers"]) == 1 and len(results["rows"][-1]["dropped_layers"]) == 3
     with pytest.raises(ValueError, match=r"--finetune-ratios \[0.1\] are not among --drop-ratios"):
         TestbedCompareArgs(output_dir="x", drop_ratios=[0.25], finetune_ratios=[0.1]).validate()
+
+
+def test_angular_gets_the_pack_size_of_its_block(trained, tmp_path):
+    """Angular drops one block of n layers and needs pack-size-n similarities: compare computes them for every
+    ratio (4 of 12 layers at 34%; 6 of 24 on `deep` at 25%), also over a similarity run made without them."""
+    path, _ = trained
+    comparison = Comparison(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25], strategies=["angular"],
+                                               calibration_samples=8, results_dir=str(tmp_path / "c")))
+    assert comparison.similarities().pack_sizes == (1, 2, 3)
+    wider = Comparison(TestbedCompareArgs(output_dir=str(path), drop_ratios=[0.25, 0.34], strategies=["angular"],
+                                          calibration_samples=8, results_dir=str(tmp_path / "c")))
+    plan = wider.plan("angular", 0.34)
+    assert wider.similarities().pack_sizes == (1, 2, 3, 4) and len(plan.dropped_layers) == 4
+    start = plan.dropped_layers[0]
+    assert list(plan.dropped_layers) == list(range(start, start + 4))
