@@ -238,6 +238,14 @@ def answer_scores(model, batches) -> tuple[list[float], list[int]]:
     return logliks, exact
 
 
+def per_type_accuracy(tasks: list[str], exact: list[int]) -> dict[str, float]:
+    """Exact-match rate per task type (sorted by type), from each question's type and score."""
+    groups: dict[str, list[int]] = {}
+    for task, hit in zip(tasks, exact):
+        groups.setdefault(task, []).append(hit)
+    return {kind: sum(v) / len(v) for kind, v in sorted(groups.items())}
+
+
 def score_answers(model_dir: Path | str, manifest: Path, *, device: str = "auto", batch_size: int = 32,
                   batches: tuple[list[dict], list[str]] | None = None) -> dict:
     """Teacher-forced scores of a checkpoint on `manifest`: exact match per task type and their mean (`accuracy`),
@@ -250,10 +258,7 @@ def score_answers(model_dir: Path | str, manifest: Path, *, device: str = "auto"
     model = load_model(str(model_dir), dtype="float32").eval().to(resolve_device(device))
     batches, tasks = batches or answer_batches(manifest, testbed_processor(model_dir), batch_size=batch_size)
     logliks, exact = answer_scores(model, batches)
-    groups: dict[str, list[int]] = {}
-    for task, hit in zip(tasks, exact):
-        groups.setdefault(task, []).append(hit)
-    per_type = {kind: sum(v) / len(v) for kind, v in sorted(groups.items())}
+    per_type = per_type_accuracy(tasks, exact)
     return {"accuracy": sum(per_type.values()) / len(per_type), "per_type": per_type, "n": len(exact),
             "scores": [float(x) for x in exact], "logliks": logliks}
 

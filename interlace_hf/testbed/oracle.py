@@ -25,7 +25,8 @@ from ..args import TestbedOracleArgs
 from ..utils.fileio import write_json_atomic
 from ..version import package_versions
 from ..selection import num_to_drop
-from .model import answer_batches, answer_scores, command_line, manifest_path, read_testbed, testbed_processor
+from .model import (answer_batches, answer_scores, command_line, manifest_path, per_type_accuracy, read_testbed,
+                    testbed_processor)
 from .report import ratio_label, relative_performance
 
 logger = logging.getLogger(__name__)
@@ -87,12 +88,6 @@ class Oracle:
                                         batch_size=a.batch_size, limit=a.num_questions)
         num_questions = len(tasks)
 
-        def per_type(exact: list[int]) -> dict[str, float]:
-            by: dict[str, list[int]] = {}
-            for task, hit in zip(tasks, exact):
-                by.setdefault(task, []).append(hit)
-            return {task: sum(v) / len(v) for task, v in sorted(by.items())}
-
         cache_path = self.results_dir / f"scores-{ratio_label(a.drop_ratio)}.json"
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
         sets = draw_drop_sets(self.num_layers, self.num_drop, a.samples, a.seed)
@@ -109,7 +104,7 @@ class Oracle:
                 model = prune_model(copy.deepcopy(dense), Plan(self.num_layers, dropped_layers=drop,
                                                                strategy="manual"))
             logliks, exact = answer_scores(model, batches)
-            types = per_type(exact)
+            types = per_type_accuracy(tasks, exact)
             cache[key(drop)] = {"accuracy": sum(types.values()) / len(types), "per_type": types,
                                 "loglik": sum(logliks) / len(logliks)}
             write_json_atomic(cache_path, cache)  # resumable: a rerun skips every scored set
