@@ -340,7 +340,7 @@ class SyntheticArgs:
     image_size: int = field(default=64, metadata={"help": "image side in pixels (shape tasks)"})
     tasks: list[str] | None = field(default=None, metadata={
         "help": "task types: count colour shape bar_tallest bar_value text (default: these six), and the "
-                "two-step count_colour relation bar_second bar_compare"})
+                "two-step count_colour relation neighbour_shape colour_unique shape_unique bar_second bar_compare"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty OUTPUT_DIR"})
 
 
@@ -517,6 +517,8 @@ class TestbedTrainArgs:
         "help": "synthetic task types (default: the size's; small: count colour shape bar_tallest, base: all six)"})
     num_eval: int | None = field(default=None, metadata={
         "help": "held-out questions to report the accuracy on (default: the size's; small 600, deep 3000)"})
+    image_size: int | None = field(default=None, metadata={
+        "help": "side of the shape pictures in pixels, a multiple of 32 (default: the size's; small 64, deep 128)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when there is one), cpu, cuda"})
     overwrite: bool = field(default=False, metadata={"help": "start over in a non-empty OUTPUT_DIR"})
 
@@ -529,11 +531,14 @@ class TestbedTrainArgs:
                 raise ValueError(f"{_flag(name)} must be >= 1, got {value}.")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"--learning-rate must be > 0, got {self.learning_rate}.")
+        if self.image_size is not None and (self.image_size < 32 or self.image_size % 32):
+            raise ValueError(f"--image-size must be a multiple of 32 pixels (one image token is 32x32), got "
+                             f"{self.image_size}.")
         if self.num_eval is not None and self.num_eval < 6:
             raise ValueError(f"--num-eval must be >= 6 (one question per task type at least), got {self.num_eval}.")
         known = ["count", "colour", "shape", "bar_tallest", "bar_value", "text",  # interlace_hf.datasets.synthetic
                  "count_colour", "relation", "bar_second", "bar_compare",        # .ALL_TASK_TYPES
-                 "colour_unique", "shape_unique"]
+                 "colour_unique", "shape_unique", "neighbour_shape"]
         unknown = [t for t in self.tasks or [] if t not in known]
         if unknown or self.tasks == []:
             raise ValueError(f"--tasks {unknown or '(none)'}: choose task types from {' '.join(known)}.")
@@ -649,6 +654,10 @@ class TestbedRecoveryArgs:
     distill_temperature: float = field(default=1.0, metadata={"help": "softmax temperature of the KL"})
     finetune_batch_size: int = field(default=8, metadata={"help": "fine-tune samples per step"})
     bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples of the paired differences"})
+    scoring: str = field(default="teacher-forced", metadata={
+        "choices": ["teacher-forced", "greedy"],
+        "help": "how rows are scored, as in `testbed compare`: teacher-forced (exact match and each answer's "
+                "log-likelihood) or greedy (exact match only)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when there is one), cpu, cuda"})
     results_dir: str | None = field(default=None, metadata={"help": "where to write (default: OUTPUT_DIR/recovery)"})
 

@@ -16,6 +16,9 @@ were):
 - `bar_compare`: find two bars, then compare them ("Is bar A taller than bar C?", yes or no).
 - `colour_unique`, `shape_unique`: `colour` and `shape` asked about a shape (a colour) that occurs once in the
   picture, so the answer is one word: find it, then read its colour (its shape).
+- `neighbour_shape`: find a shape by its colour, then its neighbour in the grid, then that neighbour's shape ("What
+  shape is right of the red shape?"); the colour asked about occurs once in the picture (`relation` the other way
+  round: it finds by colour and reads a shape).
 
 Shape images are `image_size` square; charts are `max(image_size, 128)` square and text images
 `max(image_size, 128)` x half that, so their labels stay legible. Labels and words use PIL's default font.
@@ -39,7 +42,10 @@ SHAPE_TASKS = ("count", "colour", "shape")
 CHART_TASKS = ("bar_tallest", "bar_value")
 TEXT_TASKS = ("text",)
 TASKS = SHAPE_TASKS + CHART_TASKS + TEXT_TASKS  # the default draw
-COMPOSITIONAL_TASKS = ("count_colour", "relation", "bar_second", "bar_compare", "colour_unique", "shape_unique")
+COMPOSITIONAL_TASKS = ("count_colour", "relation", "bar_second", "bar_compare", "colour_unique", "shape_unique",
+                       "neighbour_shape")
+# the compositional types drawn in the shapes grid
+GRID_COMPOSITIONAL_TASKS = ("count_colour", "relation", "colour_unique", "shape_unique", "neighbour_shape")
 ALL_TASK_TYPES = TASKS + COMPOSITIONAL_TASKS
 
 # Bar charts: one bar colour (nothing else in the chart has it), values 1..MAX_BAR_VALUE, bars labelled A, B, ...
@@ -111,8 +117,8 @@ _NEIGHBOURS = {"right of": {0: 1, 2: 3}, "left of": {1: 0, 3: 2}, "below": {0: 2
 
 
 def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int):
-    """A two-step question about 1-4 (or, for `relation`, 2-4) shapes: count by colour, a neighbour's colour, or the
-    colour (shape) of the one shape of a kind (of a colour)."""
+    """A two-step question about 1-4 (or, for `relation` and `neighbour_shape`, 2-4) shapes: count by colour, a
+    neighbour's colour (shape), or the colour (shape) of the one shape of a kind (of a colour)."""
     if kind in ("colour_unique", "shape_unique"):
         while True:  # a picture where the asked shape (colour) occurs once
             objects = _grid_objects(rng)
@@ -129,16 +135,20 @@ def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int)
         colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(list(COLOURS))  # 0 sometimes
         answer = str(present.count(colour))
         return _draw_grid(objects, image_size), f"How many {colour} shapes are in the picture?", answer
-    while True:  # a picture where some shape is unique and has a neighbour
+    # `relation` finds a unique shape and reads its neighbour's colour; `neighbour_shape` finds a unique colour and
+    # reads its neighbour's shape
+    find, read = (1, 0) if kind == "neighbour_shape" else (0, 1)
+    while True:  # a picture where some shape (colour) is unique and has a neighbour
         objects = _grid_objects(rng, least=2)
         by_cell = {cell: (shape, colour) for shape, colour, cell in objects}
-        shapes = [shape for shape, _, _ in objects]
-        choices = [(shape, cell, direction, by_cell[neighbours[cell]][1])
-                   for shape, _, cell in objects if shapes.count(shape) == 1
-                   for direction, neighbours in _NEIGHBOURS.items() if neighbours.get(cell) in by_cell]
+        keys = [obj[find] for obj in objects]
+        choices = [(obj[find], direction, by_cell[neighbours[obj[2]]][read])
+                   for obj in objects if keys.count(obj[find]) == 1
+                   for direction, neighbours in _NEIGHBOURS.items() if neighbours.get(obj[2]) in by_cell]
         if choices:
-            shape, _, direction, answer = rng.choice(choices)
-            question = f"What colour is the shape {direction} the {shape}?"
+            key, direction, answer = rng.choice(choices)
+            question = (f"What shape is {direction} the {key} shape?" if kind == "neighbour_shape"
+                        else f"What colour is the shape {direction} the {key}?")
             return _draw_grid(objects, image_size), question, answer
 
 
@@ -234,7 +244,7 @@ def make_record(rng: random.Random, index: int, image_dir: Path, image_size: int
     kind = rng.choice(list(tasks))
     if kind in SHAPE_TASKS:
         image, question, answer = _shapes_record(rng, kind, image_size)
-    elif kind in ("count_colour", "relation", "colour_unique", "shape_unique"):
+    elif kind in GRID_COMPOSITIONAL_TASKS:
         image, question, answer = _compositional_shapes_record(rng, kind, image_size)
     elif kind in CHART_TASKS + ("bar_second", "bar_compare"):
         image, question, answer = _chart_record(rng, kind, image_size)

@@ -106,6 +106,11 @@ class Comparison:
         return self.args.finetune_fraction or (size.finetune_fraction if size else 0.01)
 
     @property
+    def image_size(self) -> int:
+        """The testbed's shape pictures' side: the fine-tune and validation sets are drawn like its training set."""
+        return self.testbed["settings"].get("image_size", 64)
+
+    @property
     def unseen(self) -> bool:
         """The testbed holds out only questions it never trained on; the fine-tune and validation sets then keep
         clear of the held-out questions too."""
@@ -115,7 +120,7 @@ class Comparison:
         exclude = [self.heldout, self.validation_data()] if self.unseen else None
         return ensure_synthetic(self.results_dir / "data" / "finetune", self.num_finetune,
                                 self.args.seed + FINETUNE_SEED_OFFSET, self.testbed["settings"]["tasks"],
-                                exclude=exclude)
+                                exclude=exclude, image_size=self.image_size)
 
     def validation_data(self) -> Path:
         """The split each fine-tuned row's learning rate is chosen on: never the held-out (test) questions and, for
@@ -123,7 +128,7 @@ class Comparison:
         exclude = [self.heldout] + ([manifest_path(self.out / "data" / "train")] if self.unseen else [])
         return ensure_synthetic(self.results_dir / "data" / "validation", self.args.validation_questions,
                                 self.args.seed + VALIDATION_SEED_OFFSET, self.testbed["settings"]["tasks"],
-                                exclude=exclude)
+                                exclude=exclude, image_size=self.image_size)
 
     @property
     def learning_rates(self) -> list[float]:
@@ -290,7 +295,10 @@ class Comparison:
     def row(self, key: str, compute) -> dict:
         path = self.results_dir / "rows" / f"{key}.json"
         if path.is_file():
-            return json.loads(path.read_text())
+            cached = json.loads(path.read_text())
+            if cached.get("scoring", self.args.scoring) == self.args.scoring:
+                return cached
+            logger.info("%s was scored %s; scoring it %s again", key, cached["scoring"], self.args.scoring)
         start = time.perf_counter()
         result = compute()
         result["seconds"] = round(time.perf_counter() - start, 1)
@@ -302,10 +310,12 @@ class Comparison:
         """`--scoring`: teacher-forced (`score_answers`: exact match and log-likelihood per question) or greedy
         (`evaluate_accuracy`, the generation of `interlace-hf eval`)."""
         if self.args.scoring == "greedy":
-            return evaluate_accuracy(model_dir, manifest, device=self.device, item_scores=True)
-        if manifest not in self._collated:  # the questions are collated once; every model of the run reuses them
-            self._collated[manifest] = answer_batches(manifest, testbed_processor(self.model_dir))
-        return score_answers(model_dir, manifest, device=self.device, batches=self._collated[manifest])
+            result = evaluate_accuracy(model_dir, manifest, device=self.device, item_scores=True)
+        else:
+            if manifest not in self._collated:  # the questions are collated once; every model of the run reuses them
+                self._collated[manifest] = answer_batches(manifest, testbed_processor(self.model_dir))
+            result = score_answers(model_dir, manifest, device=self.device, batches=self._collated[manifest])
+        return {**result, "scoring": self.args.scoring}
 
     def _eval_row(self, model_dir: Path, method: str, ratio: float, finetuned: bool, plan=None) -> dict:
         result = self.evaluate(model_dir, self.heldout)

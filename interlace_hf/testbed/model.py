@@ -40,6 +40,7 @@ class TestbedSize:
     num_eval: int = 600  # held-out questions
     unseen_heldout: bool = False  # held-out questions drawn outside the training set (0% overlap)
     finetune_fraction: float = 0.01  # `compare`'s fine-tune set, a fraction of the training questions (the paper's)
+    image_size: int = 64  # side of the shape pictures (one image token per 32x32 pixels)
 
     @property
     def head_dim(self) -> int:
@@ -55,12 +56,15 @@ SMALL_TASKS = ("count", "colour", "shape", "bar_tallest")
 ALL_TASKS = ("count", "colour", "shape", "bar_tallest", "bar_value", "text")
 
 
-# `deep`: where depth should matter: two-step questions (find, then read / count / look next to;
+# `deep`: where depth should matter: two- and three-step questions (find, then read / count / look next to;
 # `interlace_hf.datasets.synthetic.COMPOSITIONAL_TASKS`) with one-word answers, next to `count` and `bar_tallest`.
-# The single-answer `colour_unique` / `shape_unique` teach the per-cell colour and shape the others build on: without
-# them `count_colour` and `relation` stalled near 0.45 and 0.35 (docs/results-testbed.md); the list answers of
-# `colour` / `shape` measure list-writing more than looking, and `bar_second` / `bar_compare` stayed near chance.
-DEEP_TASKS = ("count", "colour_unique", "shape_unique", "count_colour", "relation", "bar_tallest")
+# `shape_unique` (find by colour, read the shape) teaches the per-cell shape the neighbour question builds on. Shapes
+# are drawn at 128 pixels (four image tokens a shape): at 64 (one token) the shape stays a faint direction beside the
+# colour (3% of the variance of the vision output) and `shape_unique` stayed at chance. Questions that find a shape
+# *by its shape* (`colour_unique`, `relation`) stalled near 0.55 at either size, so the neighbour question finds by
+# colour (`neighbour_shape`). The list answers of `colour` / `shape` measure list-writing more than looking, and
+# `bar_second` / `bar_compare` stayed near chance (docs/results-testbed.md).
+DEEP_TASKS = ("count", "shape_unique", "count_colour", "neighbour_shape", "bar_tallest")
 
 
 SIZES = {
@@ -75,7 +79,7 @@ SIZES = {
     # of the 64,000 training questions (1,280), so that the fine-tune can matter.
     "deep": TestbedSize(text_layers=24, hidden_size=128, vision_hidden_size=64, vision_depth=4, steps=4000,
                         batch_size=16, learning_rate=1e-3, tasks=DEEP_TASKS, num_eval=3000, unseen_heldout=True,
-                        finetune_fraction=0.02),
+                        finetune_fraction=0.02, image_size=128),
     # For tests: the structure, not the quality.
     "tiny": TestbedSize(text_layers=12, hidden_size=32, vision_hidden_size=16, vision_depth=4, steps=8,
                         batch_size=4, learning_rate=2e-3, tasks=SMALL_TASKS),
@@ -126,7 +130,8 @@ def read_testbed(directory: Path) -> dict:
     return json.loads(report.read_text())
 
 
-def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path | list[Path] | None = None) -> Path:
+def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path | list[Path] | None = None,
+                     image_size: int = 64) -> Path:
     """The synthetic set at `directory` (made once, atomically; a set of another size or seed is an error). With
     `exclude` (other sets' manifests), none of their questions is drawn."""
     from ..datasets.synthetic import make_synthetic
@@ -134,6 +139,8 @@ def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path 
     manifest = manifest_path(directory)
     stamp = directory / "made_with.json"
     wanted = {"num": num, "seed": seed, "tasks": list(tasks)}
+    if image_size != 64:  # the default, which sets made before it was a setting were drawn at
+        wanted["image_size"] = image_size
     if exclude is not None:
         wanted["exclude"] = [str(p) for p in exclude] if isinstance(exclude, list) else str(exclude)
     if manifest.is_file():
@@ -142,7 +149,7 @@ def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path 
             raise ValueError(f"{directory} holds a synthetic set made with {made}, not {wanted}; this directory "
                              "belongs to another run: pass the same settings, or a new OUTPUT_DIR / --overwrite.")
         return manifest
-    make_synthetic(directory, num=num, seed=seed, overwrite=True, tasks=tasks, exclude=exclude)
+    make_synthetic(directory, num=num, seed=seed, overwrite=True, tasks=tasks, exclude=exclude, image_size=image_size)
     stamp.write_text(json.dumps(wanted) + "\n")
     return manifest
 

@@ -9,7 +9,8 @@ on the same data with the same budget (one epoch, batch 8, the trainer seeded al
   tokens, the hidden-state loss after each tuned layer, or both, each at weight 1);
 - `lora`: LoRA on the tuned layers' projections instead of the layers themselves, merged at the end.
 
-Every model answers the same held-out questions, so each method's difference from SFT is paired, question by question
+Every model answers the same held-out questions (scored as `compare --scoring` does: teacher-forced by default, with
+each answer's log-likelihood, in `scores.json`), so each method's difference from SFT is paired, question by question
 and seed by seed. Its confidence interval comes from a bootstrap that resamples both the seeds and the questions
 (within each task type, as the accuracy is the mean over task types). Each finished row is cached; a rerun skips it.
 """
@@ -27,7 +28,7 @@ from ..args import TestbedCompareArgs, TestbedRecoveryArgs
 from ..utils.fileio import write_json_atomic
 from ..version import package_versions
 from .compare import LORA_RATE_FACTOR, Comparison, method_settings
-from .model import command_line, evaluate_accuracy, manifest_path, read_testbed
+from .model import command_line, manifest_path, read_testbed
 from .report import format_recovery_table, paired_bootstrap, ratio_label, relative_performance, relative_scale
 
 logger = logging.getLogger(__name__)
@@ -53,13 +54,9 @@ class Recovery:
         return Comparison(TestbedCompareArgs(
             output_dir=a.output_dir, drop_ratios=[a.drop_ratio], strategies=[a.strategy], seed=seed,
             finetune_fraction=a.finetune_fraction, finetune_learning_rate=a.finetune_learning_rate,
-            finetune_batch_size=a.finetune_batch_size, device=a.device,
+            finetune_batch_size=a.finetune_batch_size, device=a.device, scoring=a.scoring,
             results_dir=str(self.results_dir / f"seed-{seed}")))
 
-    def _evaluate(self, model_dir: Path, device: str) -> dict:
-        result = evaluate_accuracy(model_dir, self.heldout, device=device, item_scores=True)
-        return {"accuracy": result["accuracy"], "per_type": result["per_type"], "n": result["n"],
-                "scores": result["scores"]}
 
     def run(self) -> dict:
         from tqdm.auto import tqdm
@@ -73,7 +70,7 @@ class Recovery:
             comparison = self.comparison(seed)
             device = comparison.device
             if dense is None:
-                dense = comparison.row("dense", lambda: self._evaluate(comparison.model_dir, comparison.device))
+                dense = comparison.row("dense", lambda: comparison.evaluate(comparison.model_dir, self.heldout))
             model = comparison.pruned(a.strategy, a.drop_ratio)
             plan = comparison.plan(a.strategy, a.drop_ratio)
             key = f"{ratio_label(a.drop_ratio)}-{a.strategy}"
@@ -82,13 +79,13 @@ class Recovery:
 
                 def compute(method=method):
                     if method == "none":
-                        return self._evaluate(model, comparison.device)
+                        return comparison.evaluate(model, self.heldout)
                     train_options, config_options = method_settings(
                         method, str(comparison.model_dir), distill_temperature=a.distill_temperature, lora_r=a.lora_r)
                     lr = (a.lora_learning_rate or LORA_RATE_FACTOR * comparison.ft_lr) if method == "lora" else None
                     directory = comparison.finetuned(model, f"{key}-{method}", learning_rate=lr,
                                                      train_options=train_options, config_options=config_options)
-                    row = self._evaluate(directory, comparison.device)
+                    row = comparison.evaluate(directory, self.heldout)
                     row["learning_rate"] = lr or comparison.ft_lr
                     shutil.rmtree(directory, ignore_errors=True)  # the scores are what matters
                     return row
@@ -99,6 +96,9 @@ class Recovery:
                 bar.update()
         bar.close()
         results = self.summarise(dense, rows, device)
+        write_json_atomic(self.results_dir / "scores.json", {  # every question's score, as `compare` keeps them
+            "tasks": [record["task"] for record in json.loads(self.heldout.read_text())],
+            "rows": [{k: r[k] for k in ("seed", "method", "scores", "logliks") if k in r} for r in rows]})
         write_json_atomic(self.results_dir / "results.json", results)
         (self.results_dir / "results.md").write_text(format_recovery_table(results) + "\n")
         return results
@@ -123,7 +123,7 @@ class Recovery:
             "dense_accuracy": dense["accuracy"],
             "settings": {**dataclasses.asdict(a), "device": device},
             "summary": summary,
-            "rows": [{k: v for k, v in r.items() if k != "scores"} for r in rows],
+            "rows": [{k: v for k, v in r.items() if k not in ("scores", "logliks")} for r in rows],
             "versions": package_versions("torch", "transformers", "trl", "peft"),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": command_line("recovery", a, always=("methods", "seeds")),

@@ -39,7 +39,12 @@ def resolved_train_settings(args: TestbedTrainArgs) -> dict:
             "learning_rate": args.learning_rate or size.learning_rate, "tasks": list(args.tasks or size.tasks),
             # one pass over fresh samples, as in pretraining: every training question is seen once
             "num_train": steps * batch_size, "num_eval": args.num_eval or size.num_eval,
-            "unseen_heldout": size.unseen_heldout}
+            "unseen_heldout": size.unseen_heldout, "image_size": args.image_size or size.image_size}
+
+
+def _same_settings(made: dict | None, settings: dict) -> bool:
+    """Whether an earlier training used `settings` (one made before `image_size` was a setting drew at 64 pixels)."""
+    return made is not None and {"image_size": 64, **made} == settings
 
 
 def train_testbed(args: TestbedTrainArgs) -> dict:
@@ -62,9 +67,11 @@ def train_testbed(args: TestbedTrainArgs) -> dict:
     start = time.perf_counter()
     logger.info("[data] %d training and %d held-out questions", settings["num_train"], settings["num_eval"])
     tasks = settings["tasks"]
-    train = ensure_synthetic(out / "data" / "train", settings["num_train"], args.seed + TRAIN_SEED_OFFSET, tasks)
+    image_size = settings["image_size"]
+    train = ensure_synthetic(out / "data" / "train", settings["num_train"], args.seed + TRAIN_SEED_OFFSET, tasks,
+                             image_size=image_size)
     heldout = ensure_synthetic(out / "data" / "heldout", settings["num_eval"], args.seed + HELDOUT_SEED_OFFSET, tasks,
-                               exclude=train if settings["unseen_heldout"] else None)
+                               exclude=train if settings["unseen_heldout"] else None, image_size=image_size)
     data_seconds = time.perf_counter() - start
 
     logger.info("[train] %s: %d steps x %d on %s", args.size, settings["steps"], settings["batch_size"], device)
@@ -110,7 +117,7 @@ def _check_output_dir(args: TestbedTrainArgs, out: Path, settings: dict) -> dict
     report_path = out / TESTBED_FILE
     previous = json.loads(report_path.read_text()) if report_path.is_file() else None
     if previous is not None and not args.overwrite:
-        if previous.get("settings") != settings:
+        if not _same_settings(previous.get("settings"), settings):
             raise ValueError(f"{out} holds a testbed trained with {previous.get('settings')}; pass the same settings, "
                              "--overwrite to retrain, or a new OUTPUT_DIR.")
         logger.info("%s: already trained (held-out accuracy %.3f); nothing to do", out,
@@ -145,7 +152,7 @@ def _train_model(args: TestbedTrainArgs, settings: dict, train_manifest: Path, c
     if (model_dir / "config.json").is_file():
         provenance = model_dir / "interlace_testbed.json"
         made = json.loads(provenance.read_text()) if provenance.is_file() else {}
-        if {k: made.get(k) for k in settings} != settings:
+        if not _same_settings({k: made[k] for k in settings if k in made}, settings):
             raise ValueError(f"{model_dir} was trained with other settings ({made}); pass those settings, --overwrite "
                              "to retrain, or a new OUTPUT_DIR.")
         state = model_dir / "trainer_state.json"

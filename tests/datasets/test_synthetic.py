@@ -20,15 +20,16 @@ from interlace_hf.datasets.synthetic import (
 
 
 def read_grid(image: Image.Image) -> dict[int, tuple[str, str]]:
-    """cell (0 1 / 2 3) -> (shape, colour) of a 64-pixel shapes image, from its pixels: a square fills its 24x24
-    box, a circle about 79% of it, a triangle about half."""
+    """cell (0 1 / 2 3) -> (shape, colour) of a shapes image, from its pixels: a square fills its box (the cell less
+    4 pixels each side; 24x24 at 64 pixels), a circle about 79% of it, a triangle about half."""
     found = {}
+    half = image.width // 2
     for cell in range(4):
-        x, y = (cell % 2) * 32, (cell // 2) * 32
-        colours = {colour: count for count, colour in image.crop((x, y, x + 32, y + 32)).getcolors(4096)}
+        x, y = (cell % 2) * half, (cell // 2) * half
+        colours = {colour: count for count, colour in image.crop((x, y, x + half, y + half)).getcolors(65536)}
         count, colour = max((colours.get(rgb, 0), name) for name, rgb in COLOURS.items())
         if count:
-            fill = count / (24 * 24)
+            fill = count / (half - 8) ** 2
             found[cell] = ("square" if fill > 0.95 else "circle" if fill > 0.65 else "triangle", colour)
     return found
 
@@ -147,11 +148,12 @@ def test_data_cli_prepare_on_a_local_copy(tmp_path, capsys):
     assert "fraction" in capsys.readouterr().err
 
 
-def test_compositional_tasks_answer_what_the_pixels_show(tmp_path):
+@pytest.mark.parametrize("image_size", [64, 128])
+def test_compositional_tasks_answer_what_the_pixels_show(tmp_path, image_size):
     """The two-step task types, read back from the images: count by colour (0 included), a unique shape's neighbour's
-    colour, the second tallest bar, which of two bars is taller, and the colour (shape) of a shape (colour) that occurs
-    once; opt-in, so the default draw is unchanged."""
-    path = make_synthetic(tmp_path / "comp", num=120, seed=3, tasks=list(COMPOSITIONAL_TASKS))
+    colour, a unique colour's neighbour's shape, the second tallest bar, which of two bars is taller, and the colour
+    (shape) of a shape (colour) that occurs once; opt-in, so the default draw is unchanged."""
+    path = make_synthetic(tmp_path / "comp", num=140, seed=3, tasks=list(COMPOSITIONAL_TASKS), image_size=image_size)
     items = json.loads(path.read_text())
     assert {item["task"] for item in items} == set(COMPOSITIONAL_TASKS)
     records, _ = load_records(str(path))
@@ -164,12 +166,14 @@ def test_compositional_tasks_answer_what_the_pixels_show(tmp_path):
             colour = question.removeprefix("How many ").removesuffix(" shapes are in the picture?")
             assert int(answer) == sum(c == colour for _, c in read_shapes(image))
             zero += answer == "0"
-        elif item["task"] == "relation":
+        elif item["task"] in ("relation", "neighbour_shape"):  # find by shape, read a colour; or the other way
             grid = read_grid(image)
-            direction, shape = question.removeprefix("What colour is the shape ").removesuffix("?").rsplit(" the ", 1)
-            cells = [cell for cell, (s, _) in grid.items() if s == shape]
-            assert len(cells) == 1  # the shape asked about is unique in the picture
-            assert grid[cells[0] + offsets[direction]][1] == answer
+            find, read = (1, 0) if item["task"] == "neighbour_shape" else (0, 1)
+            words = question.removeprefix("What colour is the shape ").removeprefix("What shape is ")
+            direction, key = words.removesuffix("?").removesuffix(" shape").rsplit(" the ", 1)
+            cells = [cell for cell, obj in grid.items() if obj[find] == key]
+            assert len(cells) == 1  # the shape (colour) asked about is unique in the picture
+            assert grid[cells[0] + offsets[direction]][read] == answer
         elif item["task"] in ("colour_unique", "shape_unique"):  # one answer: the asked shape (colour) occurs once
             shapes = read_shapes(image)
             if item["task"] == "colour_unique":
@@ -179,6 +183,7 @@ def test_compositional_tasks_answer_what_the_pixels_show(tmp_path):
                 colour = question.removeprefix("What shape is ").removesuffix("?")
                 assert [s for s, c in shapes if c == colour] == [answer]
         else:
+            assert image.width == max(image_size, 128)  # charts stay legible at any shape size
             values = read_bars(image)
             if item["task"] == "bar_second":
                 assert answer == BAR_LABELS[values.index(sorted(values)[-2])]

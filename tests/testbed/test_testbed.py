@@ -4,6 +4,7 @@ The tiny size learns nothing in its few steps; these tests check the structure o
 behaviour, determinism and the input errors, not the numbers (docs/results-testbed.md has those).
 """
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -351,6 +352,10 @@ def test_recovery_compares_methods_pairwise_and_resumes(trained, capsys):
     rows = path / "recovery" / "seed-0" / "rows"
     cached = json.loads((rows / "25pc-interlace-kd_both.json").read_text())
     assert len(cached["scores"]) == 12 and cached["learning_rate"] == pytest.approx(results["rows"][1]["learning_rate"])
+    # scored as `compare` scores (teacher-forced): each answer's log-likelihood too, kept in scores.json
+    assert cached["scoring"] == "teacher-forced" and len(cached["logliks"]) == 12 and max(cached["logliks"]) <= 0
+    kept = json.loads((path / "recovery" / "scores.json").read_text())
+    assert len(kept["rows"]) == 8 and len(kept["tasks"]) == 12 and "logliks" not in results["rows"][0]
     lora = json.loads((rows / "25pc-interlace-lora.json").read_text())
     assert lora["learning_rate"] == pytest.approx(10 * cached["learning_rate"])
     assert not (path / "recovery" / "seed-0" / "finetuned" / "25pc-interlace-lora").exists()  # scores kept, weights not
@@ -366,6 +371,12 @@ def test_recovery_compares_methods_pairwise_and_resumes(trained, capsys):
                  "--bootstrap", "200"]) == 0
     assert "SFT + KD logits + hidden" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (path / "recovery").rglob("rows/*.json")} == stamps
+    # a row scored another way is scored again, not mixed in
+    none = rows / "25pc-interlace-none.json"
+    none.write_text(json.dumps({**json.loads(none.read_text()), "scoring": "greedy", "logliks": None}))
+    again = run_recovery(dataclasses.replace(args, methods=["sft"], seeds=[0]))
+    assert json.loads(none.read_text())["logliks"] is not None
+    assert again["rows"][0]["accuracy"] == pytest.approx(results["rows"][0]["accuracy"])
     assert main(["testbed", "recovery", str(path), "--methods", "lora"]) == 2
     assert "sft included" in capsys.readouterr().err
 
@@ -378,9 +389,11 @@ def test_deep_size_holds_out_only_unseen_questions(tmp_path):
     assert SIZES["deep"].num_eval == 3000 and SIZES["deep"].text_layers == 24
     report = _train(tmp_path / "deep", size="deep", batch_size=8, tasks=["count", "colour"])
     assert report["settings"]["unseen_heldout"] and report["heldout_overlap"] == 0.0
-    assert report["model"]["text_layers"] == 24 and {"relation", "count_colour", "colour_unique"} <= set(DEEP_TASKS)
+    assert report["model"]["text_layers"] == 24 and {"neighbour_shape", "count_colour", "shape_unique"} <= set(DEEP_TASKS)
     made = json.loads((tmp_path / "deep" / "data" / "heldout" / "made_with.json").read_text())
     assert made["exclude"].endswith("train/synthetic.json") and made["num"] == 12
+    # shapes drawn at 128 pixels (four image tokens a shape), in every set the testbed and compare draw
+    assert report["settings"]["image_size"] == 128 == made["image_size"]
     # compare's validation split (where the fine-tune rate is chosen) and fine-tune set keep clear of the held-out
     # (test) questions; the validation split, like the held-out set, of the training questions too
     from interlace_hf.datasets.synthetic import manifest_keys
@@ -392,6 +405,27 @@ def test_deep_size_holds_out_only_unseen_questions(tmp_path):
     assert len(keys["validation"]) > 20 and keys["finetune"]
     assert not keys["validation"] & (keys["heldout"] | keys["train"])
     assert not keys["finetune"] & (keys["heldout"] | keys["validation"])
+    from PIL import Image
+
+    for name in ("train", "finetune", "validation"):
+        directory = tmp_path / "deep" / ("data" if name == "train" else "compare/data") / name
+        first = json.loads((directory / "synthetic.json").read_text())[0]
+        assert Image.open(directory / first["image"]).size == (128, 128)
+
+
+def test_a_testbed_from_before_image_size_resumes(tmp_path):
+    """A testbed trained before the shape pictures' size was a setting (64 pixels then) is still recognised as
+    trained; asking for another size is refused, not silently mixed."""
+    report = _train(tmp_path / "old", batch_size=2)
+    assert report["settings"]["image_size"] == 64
+    path = tmp_path / "old" / "testbed.json"
+    settings = {k: v for k, v in report["settings"].items() if k != "image_size"}
+    path.write_text(json.dumps({**report, "settings": settings}))
+    assert _train(tmp_path / "old", batch_size=2)["settings"] == settings  # nothing retrained
+    with pytest.raises(ValueError, match="trained with"):
+        _train(tmp_path / "old", batch_size=2, image_size=96)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        _train(tmp_path / "new", image_size=100)
 
 
 def test_oracle_draws_and_ranks():
