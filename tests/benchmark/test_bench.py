@@ -60,7 +60,9 @@ def test_bench_checkpoints_json_and_model_card(tiny_model_dir, pruned_dir, tmp_p
     assert base["parameters"] > pruned["parameters"] > 0
     for row in (base, pruned):
         for key in ("ttft_ms", "prefill_ms", "decode_tokens_per_s"):
-            assert len(row[key]["samples"]) == 2 and row[key]["median"] == statistics.median(row[key]["samples"]) > 0
+            # under load a decode sample can be noise (the full call no slower than the first token): None, skipped
+            valid = [sample for sample in row[key]["samples"] if sample is not None]
+            assert len(row[key]["samples"]) == 2 and valid and row[key]["median"] == statistics.median(valid) > 0
         assert row["peak_memory_bytes"] >= row["weight_bytes"] > 0
     assert base["speedup"] == {"ttft": 1.0, "prefill": 1.0, "decode": 1.0} and base["ideal_speedup"] == 1.0
     assert pruned["speedup"]["ttft"] == pytest.approx(base["ttft_ms"]["median"] / pruned["ttft_ms"]["median"])
