@@ -518,7 +518,7 @@ class TestbedTrainArgs:
     num_eval: int | None = field(default=None, metadata={
         "help": "held-out questions to report the accuracy on (default: the size's; small 600, deep 3000)"})
     image_size: int | None = field(default=None, metadata={
-        "help": "side of the shape pictures in pixels, a multiple of 32 (default: the size's; small 64, deep 128)"})
+        "help": "side of the shape pictures in pixels, a multiple of 32 (default: the size's, 64)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when there is one), cpu, cuda"})
     overwrite: bool = field(default=False, metadata={"help": "start over in a non-empty OUTPUT_DIR"})
 

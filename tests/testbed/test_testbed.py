@@ -387,12 +387,12 @@ def test_deep_size_holds_out_only_unseen_questions(tmp_path):
     from interlace_hf.testbed.model import DEEP_TASKS
 
     assert SIZES["deep"].num_eval == 3000 and SIZES["deep"].text_layers == 24
-    report = _train(tmp_path / "deep", size="deep", batch_size=8, tasks=["count", "colour"])
+    report = _train(tmp_path / "deep", size="deep", batch_size=8, tasks=["count", "colour"], image_size=128)
     assert report["settings"]["unseen_heldout"] and report["heldout_overlap"] == 0.0
-    assert report["model"]["text_layers"] == 24 and {"neighbour_shape", "count_colour", "shape_unique"} <= set(DEEP_TASKS)
+    assert report["model"]["text_layers"] == 24 and {"relation", "count_colour", "colour_unique"} <= set(DEEP_TASKS)
     made = json.loads((tmp_path / "deep" / "data" / "heldout" / "made_with.json").read_text())
     assert made["exclude"].endswith("train/synthetic.json") and made["num"] == 12
-    # shapes drawn at 128 pixels (four image tokens a shape), in every set the testbed and compare draw
+    # --image-size 128 (four image tokens a shape) reaches every set the testbed and compare draw
     assert report["settings"]["image_size"] == 128 == made["image_size"]
     # compare's validation split (where the fine-tune rate is chosen) and fine-tune set keep clear of the held-out
     # (test) questions; the validation split, like the held-out set, of the training questions too
