@@ -57,7 +57,6 @@ class Recovery:
             finetune_batch_size=a.finetune_batch_size, device=a.device, scoring=a.scoring,
             results_dir=str(self.results_dir / f"seed-{seed}")))
 
-
     def run(self) -> dict:
         from tqdm.auto import tqdm
 
