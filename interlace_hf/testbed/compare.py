@@ -25,6 +25,7 @@ from ..version import package_versions
 from .model import (
     FINETUNE_SEED_OFFSET,
     RESULTS_FORMAT,
+    SHAPE_IMAGE_SIZE,
     SIZES,
     VALIDATION_SEED_OFFSET,
     answer_batches,
@@ -108,7 +109,7 @@ class Comparison:
     @property
     def image_size(self) -> int:
         """The testbed's shape pictures' side: the fine-tune and validation sets are drawn like its training set."""
-        return self.testbed["settings"].get("image_size", 64)
+        return self.testbed["settings"].get("image_size", SHAPE_IMAGE_SIZE)
 
     @property
     def unseen(self) -> bool:
@@ -150,9 +151,8 @@ class Comparison:
     def similarities(self):
         from ..args import SimilarityArgs
         from ..tables import load_similarity_tables
-        from ..similarity import run_similarity
-
         from ..selection import num_to_drop
+        from ..similarity import run_similarity
 
         directory = self.results_dir / "similarity"
         # pack sizes 1-3 (INTERLACE), and Angular's block of n layers at every ratio (6 of 24 at 25%)

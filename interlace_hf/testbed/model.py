@@ -25,6 +25,11 @@ FINETUNE_SEED_OFFSET = 3_000
 VALIDATION_SEED_OFFSET = 4_000
 
 
+# The shape pictures' side unless a size or `--image-size` says otherwise; every synthetic set and testbed made before
+# the side was a setting was drawn at it, so a record without `image_size` means this.
+SHAPE_IMAGE_SIZE = 64
+
+
 @dataclass(frozen=True)
 class TestbedSize:
     """The shape and training budget of one testbed size (the text model is Qwen3-VL's, at small width)."""
@@ -40,7 +45,7 @@ class TestbedSize:
     num_eval: int = 600  # held-out questions
     unseen_heldout: bool = False  # held-out questions drawn outside the training set (0% overlap)
     finetune_fraction: float = 0.01  # `compare`'s fine-tune set, a fraction of the training questions (the paper's)
-    image_size: int = 64  # side of the shape pictures (one image token per 32x32 pixels)
+    image_size: int = SHAPE_IMAGE_SIZE  # side of the shape pictures (one image token per 32x32 pixels)
 
     @property
     def head_dim(self) -> int:
@@ -131,7 +136,7 @@ def read_testbed(directory: Path) -> dict:
 
 
 def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path | list[Path] | None = None,
-                     image_size: int = 64) -> Path:
+                     image_size: int = SHAPE_IMAGE_SIZE) -> Path:
     """The synthetic set at `directory` (made once, atomically; a set of another size or seed is an error). With
     `exclude` (other sets' manifests), none of their questions is drawn."""
     from ..datasets.synthetic import make_synthetic
@@ -139,7 +144,7 @@ def ensure_synthetic(directory: Path, num: int, seed: int, tasks, exclude: Path 
     manifest = manifest_path(directory)
     stamp = directory / "made_with.json"
     wanted = {"num": num, "seed": seed, "tasks": list(tasks)}
-    if image_size != 64:  # the default, which sets made before it was a setting were drawn at
+    if image_size != SHAPE_IMAGE_SIZE:  # so the stamps of sets made before it was a setting still match
         wanted["image_size"] = image_size
     if exclude is not None:
         wanted["exclude"] = [str(p) for p in exclude] if isinstance(exclude, list) else str(exclude)

@@ -16,6 +16,7 @@ from ..version import package_versions
 from .model import (
     HELDOUT_SEED_OFFSET,
     RESULTS_FORMAT,
+    SHAPE_IMAGE_SIZE,
     SIZES,
     TESTBED_FILE,
     TRAIN_SEED_OFFSET,
@@ -43,8 +44,9 @@ def resolved_train_settings(args: TestbedTrainArgs) -> dict:
 
 
 def _same_settings(made: dict | None, settings: dict) -> bool:
-    """Whether an earlier training used `settings` (one made before `image_size` was a setting drew at 64 pixels)."""
-    return made is not None and {"image_size": 64, **made} == settings
+    """Whether an earlier training used `settings` (one made before `image_size` was a setting drew at
+    `SHAPE_IMAGE_SIZE`)."""
+    return made is not None and {"image_size": SHAPE_IMAGE_SIZE, **made} == settings
 
 
 def train_testbed(args: TestbedTrainArgs) -> dict:
