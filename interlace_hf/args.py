@@ -340,7 +340,8 @@ class SyntheticArgs:
     image_size: int = field(default=64, metadata={"help": "image side in pixels (shape tasks)"})
     tasks: list[str] | None = field(default=None, metadata={
         "help": "task types: count colour shape bar_tallest bar_value text (default: these six), and the "
-                "two-step count_colour relation neighbour_shape colour_unique shape_unique bar_second bar_compare"})
+                "two-step count_colour relation neighbour_shape neighbour_colour cell_colour colour_unique "
+                "shape_unique bar_second bar_compare"})
     overwrite: bool = field(default=False, metadata={"help": "replace a non-empty OUTPUT_DIR"})
 
 
@@ -538,7 +539,7 @@ class TestbedTrainArgs:
             raise ValueError(f"--num-eval must be >= 6 (one question per task type at least), got {self.num_eval}.")
         known = ["count", "colour", "shape", "bar_tallest", "bar_value", "text",  # interlace_hf.datasets.synthetic
                  "count_colour", "relation", "bar_second", "bar_compare",        # .ALL_TASK_TYPES
-                 "colour_unique", "shape_unique", "neighbour_shape"]
+                 "colour_unique", "shape_unique", "neighbour_shape", "neighbour_colour", "cell_colour"]
         unknown = [t for t in self.tasks or [] if t not in known]
         if unknown or self.tasks == []:
             raise ValueError(f"--tasks {unknown or '(none)'}: choose task types from {' '.join(known)}.")

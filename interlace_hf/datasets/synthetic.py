@@ -19,6 +19,10 @@ were):
 - `neighbour_shape`: find a shape by its colour, then its neighbour in the grid, then that neighbour's shape ("What
   shape is right of the red shape?"); the colour asked about occurs once in the picture (`relation` the other way
   round: it finds by colour and reads a shape).
+- `neighbour_colour`: the same, reading the neighbour's colour ("What colour is the shape right of the red shape?");
+  colour only, so it needs no shape reading (which 64-pixel pictures make hard; docs/results-testbed.md).
+- `cell_colour`: find a cell by its place, then read its colour ("What colour is the shape in the top left?"); the
+  one-step question that names each cell's colour and place, which the others build on.
 
 Shape images are `image_size` square; charts are `max(image_size, 128)` square and text images
 `max(image_size, 128)` x half that, so their labels stay legible. Labels and words use PIL's default font.
@@ -43,9 +47,10 @@ CHART_TASKS = ("bar_tallest", "bar_value")
 TEXT_TASKS = ("text",)
 TASKS = SHAPE_TASKS + CHART_TASKS + TEXT_TASKS  # the default draw
 COMPOSITIONAL_TASKS = ("count_colour", "relation", "bar_second", "bar_compare", "colour_unique", "shape_unique",
-                       "neighbour_shape")
+                       "neighbour_shape", "neighbour_colour", "cell_colour")
 # the compositional types drawn in the shapes grid
-GRID_COMPOSITIONAL_TASKS = ("count_colour", "relation", "colour_unique", "shape_unique", "neighbour_shape")
+GRID_COMPOSITIONAL_TASKS = ("count_colour", "relation", "colour_unique", "shape_unique", "neighbour_shape",
+                            "neighbour_colour", "cell_colour")
 ALL_TASK_TYPES = TASKS + COMPOSITIONAL_TASKS
 
 # Bar charts: one bar colour (nothing else in the chart has it), values 1..MAX_BAR_VALUE, bars labelled A, B, ...
@@ -112,13 +117,19 @@ def _shapes_record(rng: random.Random, kind: str, image_size: int):
     return image, question, answer
 
 
-# Grid neighbours: cell -> the cell in that direction (cells 0 1 / 2 3).
+# Grid neighbours: cell -> the cell in that direction (cells 0 1 / 2 3); and each cell's place.
 _NEIGHBOURS = {"right of": {0: 1, 2: 3}, "left of": {1: 0, 3: 2}, "below": {0: 2, 1: 3}, "above": {2: 0, 3: 1}}
+CELL_PLACES = ("top left", "top right", "bottom left", "bottom right")
 
 
 def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int):
-    """A two-step question about 1-4 (or, for `relation` and `neighbour_shape`, 2-4) shapes: count by colour, a
-    neighbour's colour (shape), or the colour (shape) of the one shape of a kind (of a colour)."""
+    """A two-step question about 1-4 (or, for the `neighbour_*` types and `relation`, 2-4) shapes: count by colour, a
+    neighbour's colour (shape), or the colour (shape) of the one shape of a kind (of a colour); or the colour in a
+    place (`cell_colour`)."""
+    if kind == "cell_colour":
+        objects = _grid_objects(rng)
+        _, colour, cell = rng.choice(objects)
+        return _draw_grid(objects, image_size), f"What colour is the shape in the {CELL_PLACES[cell]}?", colour
     if kind in ("colour_unique", "shape_unique"):
         while True:  # a picture where the asked shape (colour) occurs once
             objects = _grid_objects(rng)
@@ -135,9 +146,9 @@ def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int)
         colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(list(COLOURS))  # 0 sometimes
         answer = str(present.count(colour))
         return _draw_grid(objects, image_size), f"How many {colour} shapes are in the picture?", answer
-    # `relation` finds a unique shape and reads its neighbour's colour; `neighbour_shape` finds a unique colour and
-    # reads its neighbour's shape
-    find, read = (1, 0) if kind == "neighbour_shape" else (0, 1)
+    # `relation` finds a unique shape and reads its neighbour's colour; `neighbour_shape` (`neighbour_colour`) finds a
+    # unique colour and reads its neighbour's shape (colour); an object is (shape, colour, cell)
+    find, read = {"relation": (0, 1), "neighbour_shape": (1, 0), "neighbour_colour": (1, 1)}[kind]
     while True:  # a picture where some shape (colour) is unique and has a neighbour
         objects = _grid_objects(rng, least=2)
         by_cell = {cell: (shape, colour) for shape, colour, cell in objects}
@@ -147,8 +158,9 @@ def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int)
                    for direction, neighbours in _NEIGHBOURS.items() if neighbours.get(obj[2]) in by_cell]
         if choices:
             key, direction, answer = rng.choice(choices)
-            question = (f"What shape is {direction} the {key} shape?" if kind == "neighbour_shape"
-                        else f"What colour is the shape {direction} the {key}?")
+            question = {"relation": f"What colour is the shape {direction} the {key}?",
+                        "neighbour_shape": f"What shape is {direction} the {key} shape?",
+                        "neighbour_colour": f"What colour is the shape {direction} the {key} shape?"}[kind]
             return _draw_grid(objects, image_size), question, answer
 
 

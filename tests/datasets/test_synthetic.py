@@ -151,8 +151,9 @@ def test_data_cli_prepare_on_a_local_copy(tmp_path, capsys):
 @pytest.mark.parametrize("image_size", [64, 128])
 def test_compositional_tasks_answer_what_the_pixels_show(tmp_path, image_size):
     """The two-step task types, read back from the images: count by colour (0 included), a unique shape's neighbour's
-    colour, a unique colour's neighbour's shape, the second tallest bar, which of two bars is taller, and the colour
-    (shape) of a shape (colour) that occurs once; opt-in, so the default draw is unchanged."""
+    colour, a unique colour's neighbour's shape (colour), the colour in a place, the second tallest bar, which of two
+    bars is taller, and the colour (shape) of a shape (colour) that occurs once; opt-in, so the default draw is
+    unchanged."""
     path = make_synthetic(tmp_path / "comp", num=140, seed=3, tasks=list(COMPOSITIONAL_TASKS), image_size=image_size)
     items = json.loads(path.read_text())
     assert {item["task"] for item in items} == set(COMPOSITIONAL_TASKS)
@@ -166,14 +167,17 @@ def test_compositional_tasks_answer_what_the_pixels_show(tmp_path, image_size):
             colour = question.removeprefix("How many ").removesuffix(" shapes are in the picture?")
             assert int(answer) == sum(c == colour for _, c in read_shapes(image))
             zero += answer == "0"
-        elif item["task"] in ("relation", "neighbour_shape"):  # find by shape, read a colour; or the other way
+        elif item["task"] in ("relation", "neighbour_shape", "neighbour_colour"):  # find by shape or colour, read
             grid = read_grid(image)
-            find, read = (1, 0) if item["task"] == "neighbour_shape" else (0, 1)
+            find, read = {"relation": (0, 1), "neighbour_shape": (1, 0), "neighbour_colour": (1, 1)}[item["task"]]
             words = question.removeprefix("What colour is the shape ").removeprefix("What shape is ")
             direction, key = words.removesuffix("?").removesuffix(" shape").rsplit(" the ", 1)
             cells = [cell for cell, obj in grid.items() if obj[find] == key]
             assert len(cells) == 1  # the shape (colour) asked about is unique in the picture
             assert grid[cells[0] + offsets[direction]][read] == answer
+        elif item["task"] == "cell_colour":
+            place = question.removeprefix("What colour is the shape in the ").removesuffix("?")
+            assert read_grid(image)[["top left", "top right", "bottom left", "bottom right"].index(place)][1] == answer
         elif item["task"] in ("colour_unique", "shape_unique"):  # one answer: the asked shape (colour) occurs once
             shapes = read_shapes(image)
             if item["task"] == "colour_unique":
