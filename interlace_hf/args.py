@@ -508,7 +508,7 @@ class TestbedTrainArgs:
     output_dir: str = field(metadata={"positional": True, "help": "testbed directory (model, data, accuracy)"})
     size: str = field(default="small", metadata={"choices": TESTBED_SIZES,
                                                  "help": "small (12 layers, minutes on a CPU), deep (24 layers, "
-                                                         "two-step tasks, unseen held-out; ~30 min), base (24 layers, "
+                                                         "two-step tasks, unseen held-out; ~1 h), base (24 layers, "
                                                          "GPU), tiny (tests)"})
     steps: int | None = field(default=None, metadata={"help": "optimizer steps (default: the size's)"})
     seed: int = field(default=0, metadata={"help": "seed of the weights, the data and the order; same seed, same model"})
