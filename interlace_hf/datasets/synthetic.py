@@ -120,6 +120,12 @@ def _shapes_record(rng: random.Random, kind: str, image_size: int):
 # Grid neighbours: cell -> the cell in that direction (cells 0 1 / 2 3); and each cell's place.
 _NEIGHBOURS = {"right of": {0: 1, 2: 3}, "left of": {1: 0, 3: 2}, "below": {0: 2, 1: 3}, "above": {2: 0, 3: 1}}
 CELL_PLACES = ("top left", "top right", "bottom left", "bottom right")
+# The neighbour questions: (what finds the asked shape, what is read off its neighbour; indexes of (shape, colour)),
+# and the question. `relation` finds a unique shape and reads its neighbour's colour; `neighbour_shape`
+# (`neighbour_colour`) finds a unique colour and reads its neighbour's shape (colour).
+_NEIGHBOUR_QUESTIONS = {"relation": (0, 1, "What colour is the shape {direction} the {key}?"),
+                        "neighbour_shape": (1, 0, "What shape is {direction} the {key} shape?"),
+                        "neighbour_colour": (1, 1, "What colour is the shape {direction} the {key} shape?")}
 
 
 def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int):
@@ -146,9 +152,7 @@ def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int)
         colour = rng.choice(present) if rng.random() < 0.8 else rng.choice(list(COLOURS))  # 0 sometimes
         answer = str(present.count(colour))
         return _draw_grid(objects, image_size), f"How many {colour} shapes are in the picture?", answer
-    # `relation` finds a unique shape and reads its neighbour's colour; `neighbour_shape` (`neighbour_colour`) finds a
-    # unique colour and reads its neighbour's shape (colour); an object is (shape, colour, cell)
-    find, read = {"relation": (0, 1), "neighbour_shape": (1, 0), "neighbour_colour": (1, 1)}[kind]
+    find, read, template = _NEIGHBOUR_QUESTIONS[kind]  # an object is (shape, colour, cell)
     while True:  # a picture where some shape (colour) is unique and has a neighbour
         objects = _grid_objects(rng, least=2)
         by_cell = {cell: (shape, colour) for shape, colour, cell in objects}
@@ -158,10 +162,7 @@ def _compositional_shapes_record(rng: random.Random, kind: str, image_size: int)
                    for direction, neighbours in _NEIGHBOURS.items() if neighbours.get(obj[2]) in by_cell]
         if choices:
             key, direction, answer = rng.choice(choices)
-            question = {"relation": f"What colour is the shape {direction} the {key}?",
-                        "neighbour_shape": f"What shape is {direction} the {key} shape?",
-                        "neighbour_colour": f"What colour is the shape {direction} the {key} shape?"}[kind]
-            return _draw_grid(objects, image_size), question, answer
+            return _draw_grid(objects, image_size), template.format(direction=direction, key=key), answer
 
 
 def bar_chart_geometry(side: int, num_bars: int) -> dict:
