@@ -389,10 +389,10 @@ def test_deep_size_holds_out_only_unseen_questions(tmp_path):
     assert SIZES["deep"].num_eval == 3000 and SIZES["deep"].text_layers == 24
     report = _train(tmp_path / "deep", size="deep", batch_size=8, tasks=["count", "colour"], image_size=128)
     assert report["settings"]["unseen_heldout"] and report["heldout_overlap"] == 0.0
-    from interlace_hf.datasets.synthetic import GRID_COMPOSITIONAL_TASKS
+    from interlace_hf.datasets.synthetic import ALL_TASK_TYPES, GRID_COMPOSITIONAL_TASKS
 
     # colour-only two-step types in the grid (shapes at 64 pixels stalled), each one the synthetic set can draw
-    assert report["model"]["text_layers"] == 24
+    assert report["model"]["text_layers"] == 24 and set(DEEP_TASKS) <= set(ALL_TASK_TYPES)
     assert {"count_colour", "neighbour_colour", "cell_colour"} <= set(DEEP_TASKS) <= {"count", "bar_tallest",
                                                                                       *GRID_COMPOSITIONAL_TASKS}
     made = json.loads((tmp_path / "deep" / "data" / "heldout" / "made_with.json").read_text())
