@@ -1,6 +1,7 @@
 """The selective fine-tune: exactly the tuned layers train, assistant-only labels, recipes, resume, DeepSpeed."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from interlace_hf.commands.cli import main
 from interlace_hf.plan import Plan
 from interlace_hf.surgery import prune_model
 from interlace_hf.datasets.synthetic import make_synthetic
-from interlace_hf.train import parse_train_args, run_training
+from interlace_hf.train import TRAIN_INFO_FILE, parse_train_args, run_training
 from interlace_hf.trainer import (
     InterlaceSFTConfig,
     InterlaceSFTTrainer,
@@ -274,6 +275,9 @@ def test_zero3_on_two_ranks_with_frozen_layers(tiny_model_dir, synthetic_json, t
         else:
             torch.testing.assert_close(param, ref[name], rtol=0, atol=0, msg=name)
     assert changed > 0
+    # The recorded count is the tuned layers' full size, not a rank's shard (each rank holds 0 elements locally)
+    tuned_size = sum(p.numel() for n, p in reference.named_parameters() if n.startswith(tuned_prefixes))
+    assert json.loads((out / TRAIN_INFO_FILE).read_text())["trainable_parameters"] == tuned_size > 0
 
 
 def test_zero3_lora_distilled_from_a_sharded_teacher(tiny_model_dir, synthetic_json, tmp_path):
@@ -305,6 +309,12 @@ def test_zero3_lora_distilled_from_a_sharded_teacher(tiny_model_dir, synthetic_j
         if not torch.equal(tensor, before[name]):
             changed.add(name)
     assert changed and all(n.startswith(tuned_prefixes) and n.endswith("_proj.weight") for n in changed), changed
+    # The recorded count is the adapters' full size, gathered: the saved adapter's tensors, not a rank's shard
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        adapter_size = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    assert json.loads((out / TRAIN_INFO_FILE).read_text())["trainable_parameters"] == adapter_size > 0
 
 
 def test_train_from_a_base_model_and_similarities(tiny_model_dir, llava_json, synthetic_json, tmp_path):
